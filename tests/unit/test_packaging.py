@@ -1,0 +1,60 @@
+"""What ComfyUI-Manager and the registry read: requirements.txt, pyproject.toml, install.py."""
+
+import os
+import subprocess
+import sys
+import tomllib
+
+from comfy_harness import REPO
+
+import trainer
+
+
+def pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def requirement_lines() -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def test_pyproject_dependencies_are_requirements_txt():
+    assert sorted(pyproject()["project"]["dependencies"]) == sorted(requirement_lines())
+
+
+def test_torch_is_never_pinned_by_the_pack():
+    assert not [r for r in requirement_lines() if r.split("=")[0].split(">")[0].split("<")[0].strip() in
+                {"torch", "torchvision", "torchaudio"}]
+
+
+def test_registry_identity_and_version():
+    meta = pyproject()
+    comfy = meta["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"]
+    assert comfy["requires-comfyui"] == ">=0.3.75"  # the oldest ComfyUI the tests boot
+    assert meta["project"]["version"] == trainer.__version__
+    assert "Repository" in meta["project"]["urls"]
+
+
+def _run_install(extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(extra_env or {}))
+    return subprocess.run([sys.executable, "install.py"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_install_py_is_idempotent_under_comfyui_manager():
+    for _ in range(2):
+        done = _run_install()
+        assert done.returncode == 0, done.stderr
+        assert "already installed" in done.stdout
+
+
+def test_install_py_under_a_stand_in_for_a1111_launch_installs_nothing_twice(tmp_path):
+    calls = tmp_path / "run_pip_calls.txt"
+    (tmp_path / "launch.py").write_text(
+        "def run_pip(command, desc=None):\n"
+        f"    open({str(calls)!r}, 'a').write(command + '\\n')\n"
+    )
+    done = _run_install({"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert not calls.exists(), "install.py asked A1111's launcher to install what is already installed"
