@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,9 @@ class ComfyServer:
             dest = self.base_dir / "models" / "checkpoints" / checkpoint.name
             if not dest.exists():
                 dest.symlink_to(checkpoint)
+        example = self.comfyui_dir / "input" / "example.png"  # the image LoadImage offers by default
+        if example.exists() and not (self.base_dir / "input" / "example.png").exists():
+            shutil.copy(example, self.base_dir / "input" / "example.png")
         # Skip the first-run templates dialog that would cover the canvas in browser tests.
         settings = self.base_dir / "user" / "default" / "comfy.settings.json"
         if not settings.exists():
@@ -146,7 +150,11 @@ class ComfyServer:
 
     def run(self, prompt: dict, timeout: float = 120.0) -> dict:
         """Queue a workflow and wait for it; fails with ComfyUI's error when it did not succeed."""
-        entry = self.wait(self.queue(prompt), timeout)
+        return self.run_status(self.wait(self.queue(prompt), timeout))
+
+    @staticmethod
+    def run_status(entry: dict) -> dict:
+        """The history entry itself when its run succeeded; ComfyUI's error messages otherwise."""
         status = entry["status"]
         if status.get("status_str") != "success":
             raise AssertionError(f"workflow failed: {json.dumps(status.get('messages'), indent=1)[:4000]}")

@@ -10,16 +10,8 @@ from pathlib import Path
 import pytest
 
 from comfy_harness import REPO, ComfyServer
+from prerequisites import IN_CI, require
 
-IN_CI = bool(os.environ.get("CI"))
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip locally with a reason that says how to get the missing piece; fail in CI."""
-    if not condition:
-        if IN_CI:
-            pytest.fail(f"prerequisite missing in CI: {reason}")
-        pytest.skip(reason)
 
 
 @pytest.hookimpl(hookwrapper=True)
