@@ -67,8 +67,10 @@ def main() -> int:
             raise RuntimeError(f"pip finished but these are still not satisfied: {', '.join(still)}")
         return 0
     except Exception as exc:  # any failure must reach the user as a message and exit code
-        sys.stderr.write(f"ShieldDiff install failed: {exc}\n"
-                         f"Install them by hand: {sys.executable} -m pip install -r {HERE / 'requirements.txt'}\n")
+        sys.stderr.write(
+            f"ShieldDiff install failed: {exc}\n"
+            f"Install them by hand: {sys.executable} -m pip install -r {HERE / 'requirements.txt'}\n"
+        )
         return 1
 
 

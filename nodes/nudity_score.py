@@ -21,13 +21,25 @@ class NudityScore(io.ComfyNode):
             "Nudity is the highest confidence among the exposed breast, buttocks, genitalia and anus classes.",
             inputs=[
                 io.Image.Input("images"),
-                io.Float.Input("threshold", default=0.6, min=0.0, max=1.0, step=0.01,
-                               tooltip="An image is nude when its nudity reaches this value (0.6 is the common choice)."),
+                io.Float.Input(
+                    "threshold",
+                    default=0.6,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="An image is nude when its nudity reaches this value (0.6 is the common choice).",
+                ),
             ],
             outputs=[
                 io.Float.Output("nudity", display_name="nudity", tooltip="The highest nudity over the batch, 0..1."),
-                io.Boolean.Output("is_nude", display_name="is_nude", tooltip="True when any image of the batch reaches the threshold."),
-                io.String.Output("detections", display_name="detections", tooltip="JSON: per image nudity, is_nude and every NudeNet detection."),
+                io.Boolean.Output(
+                    "is_nude", display_name="is_nude", tooltip="True when any image of the batch reaches the threshold."
+                ),
+                io.String.Output(
+                    "detections",
+                    display_name="detections",
+                    tooltip="JSON: per image nudity, is_nude and every NudeNet detection.",
+                ),
             ],
         )
 

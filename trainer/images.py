@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_rgb_uint8", "ImageInputError"]
+__all__ = ["ImageInputError", "to_rgb_uint8"]
 
 
 class ImageInputError(ValueError):
@@ -50,8 +50,9 @@ def _one(image: Any, where: str) -> list[np.ndarray]:
         if image.ndim == 4:
             return [_array_to_rgb_uint8(image[i], f"{where}[{i}]") for i in range(image.shape[0])]
         return [_array_to_rgb_uint8(image, where)]
-    raise ImageInputError(f"{where}: cannot read an image from a {type(image).__name__}; "
-                          "give a tensor, a numpy array or a PIL image")
+    raise ImageInputError(
+        f"{where}: cannot read an image from a {type(image).__name__}; give a tensor, a numpy array or a PIL image"
+    )
 
 
 def to_rgb_uint8(images: Any) -> list[np.ndarray]:

@@ -21,29 +21,45 @@ import numpy as np
 from .images import to_rgb_uint8
 
 __all__ = [
-    "NUDENET_CLASSES",
     "DEFAULT_EXPOSED_CLASSES",
-    "NudityRule",
+    "NUDENET_CLASSES",
     "Detection",
-    "NudityResult",
     "NudityDetector",
-    "judge",
-    "get_detector",
     "NudityModelError",
+    "NudityResult",
+    "NudityRule",
+    "get_detector",
+    "judge",
 ]
 
 log = logging.getLogger(__name__)
 
 NUDENET_CLASSES = (
-    "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED", "MALE_BREAST_EXPOSED", "ANUS_EXPOSED", "FEET_EXPOSED",
-    "BELLY_COVERED", "FEET_COVERED", "ARMPITS_COVERED", "ARMPITS_EXPOSED", "FACE_MALE",
-    "BELLY_EXPOSED", "MALE_GENITALIA_EXPOSED", "ANUS_COVERED", "FEMALE_BREAST_COVERED",
+    "FEMALE_GENITALIA_COVERED",
+    "FACE_FEMALE",
+    "BUTTOCKS_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "MALE_BREAST_EXPOSED",
+    "ANUS_EXPOSED",
+    "FEET_EXPOSED",
+    "BELLY_COVERED",
+    "FEET_COVERED",
+    "ARMPITS_COVERED",
+    "ARMPITS_EXPOSED",
+    "FACE_MALE",
+    "BELLY_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+    "ANUS_COVERED",
+    "FEMALE_BREAST_COVERED",
     "BUTTOCKS_COVERED",
 )
 DEFAULT_EXPOSED_CLASSES = (
-    "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED",
-    "ANUS_EXPOSED", "MALE_GENITALIA_EXPOSED",
+    "BUTTOCKS_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "ANUS_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
 )
 
 
@@ -99,7 +115,9 @@ def judge(detections: list[Detection], rule: NudityRule = NudityRule()) -> Nudit
     """Apply the rule to one image's detections (all of them are kept in the result)."""
     scores = [d.score for d in detections if d.label in rule.classes and math.isfinite(d.score)]
     nudity = float(max(scores, default=0.0))
-    return NudityResult(nudity=nudity, is_nude=nudity >= rule.threshold, detections=list(detections), rule=rule.describe())
+    return NudityResult(
+        nudity=nudity, is_nude=nudity >= rule.threshold, detections=list(detections), rule=rule.describe()
+    )
 
 
 class NudityDetector:

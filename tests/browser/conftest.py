@@ -8,14 +8,19 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
 from comfy_harness import REPO
 from prerequisites import require
 
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -27,7 +32,9 @@ def chromium_path() -> str | None:
 @pytest.fixture(scope="session")
 def browser():
     exe = chromium_path()
-    require(exe is not None, "Chromium is not installed: `apt-get install chromium` (Debian) or run `make test` as root")
+    require(
+        exe is not None, "Chromium is not installed: `apt-get install chromium` (Debian) or run `make test` as root"
+    )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -51,10 +58,11 @@ class ComfyPage:
         page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
         page.on("console", lambda msg: msg.type == "error" and self.console_errors.append(msg.text))
 
-    def open(self) -> "ComfyPage":
+    def open(self) -> ComfyPage:
         self.page.goto(self.comfy.url, wait_until="load")
-        self.page.wait_for_function("() => window.app?.graph && window.LiteGraph && window.app.extensions?.length > 0",
-                                    timeout=60_000)
+        self.page.wait_for_function(
+            "() => window.app?.graph && window.LiteGraph && window.app.extensions?.length > 0", timeout=60_000
+        )
         return self
 
     def eval(self, script: str, arg=None):

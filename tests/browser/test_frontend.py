@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from comfy_harness import REPO
 
 NUDITY = "ShieldDiffNudityScore"

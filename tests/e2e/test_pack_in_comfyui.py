@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
-
 from sample_images import figure
 
 NUDITY = "ShieldDiffNudityScore"
@@ -75,9 +74,21 @@ def test_txt2img_with_the_demo_checkpoint_then_nudity_score(comfy, demo_checkpoi
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a portrait photo", "clip": ["1", 1]}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 2}},
-        "5": {"class_type": "KSampler", "inputs": {
-            "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
-            "seed": 7, "steps": 2, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "seed": 7,
+                "steps": 2,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
         "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
         "7": {"class_type": NUDITY, "inputs": {"images": ["6", 0], "threshold": 0.6}},
         "8": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "shielddiff-e2e"}},

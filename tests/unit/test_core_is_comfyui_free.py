@@ -38,7 +38,8 @@ def test_trainer_imports_with_comfyui_blocked():
 
 
 def test_cli_runs_as_a_module_with_comfyui_blocked():
-    done = subprocess.run([sys.executable, "-m", "trainer", "--version"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "--version"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "shielddiff" in done.stdout

@@ -7,8 +7,8 @@ import pytest
 import torch
 from nudenet import NudeDetector
 from PIL import Image
-
 from sample_images import figure, plain
+
 from trainer.nudity import NudityDetector, NudityModelError, NudityRule, get_detector
 
 
@@ -86,21 +86,26 @@ def test_empty_batch_is_an_empty_result(detector):
 
 
 def test_threshold_changes_the_verdict_not_the_score(detector):
-    strict, lenient = detector([figure()], NudityRule(threshold=0.99))[0], detector([figure()], NudityRule(threshold=0.1))[0]
+    strict, lenient = (
+        detector([figure()], NudityRule(threshold=0.99))[0],
+        detector([figure()], NudityRule(threshold=0.1))[0],
+    )
     assert strict.nudity == lenient.nudity
     assert not strict.is_nude and lenient.is_nude
 
 
-@pytest.mark.parametrize("content", [b"", b"not an onnx model at all", b"\x80\x04\x95pickle"], ids=["empty", "text", "pickle"])
+@pytest.mark.parametrize(
+    "content", [b"", b"not an onnx model at all", b"\x80\x04\x95pickle"], ids=["empty", "text", "pickle"]
+)
 def test_a_corrupt_model_file_is_named_in_the_error(tmp_path, content):
     bad = tmp_path / "640m.onnx"
     bad.write_bytes(content)
-    with pytest.raises(NudityModelError, match="640m.onnx"):
+    with pytest.raises(NudityModelError, match=r"640m\.onnx"):
         NudityDetector(bad).detect([plain()])
 
 
 def test_a_missing_model_file_is_named_in_the_error(tmp_path):
-    with pytest.raises(NudityModelError, match="nowhere.onnx"):
+    with pytest.raises(NudityModelError, match=r"nowhere\.onnx"):
         NudityDetector(tmp_path / "nowhere.onnx").detect([plain()])
 
 

@@ -38,8 +38,13 @@ def test_rule_takes_max_over_the_chosen_classes(detections, rule, nudity, is_nud
 
 def test_default_rule_is_the_five_exposed_classes_at_0_6():
     rule = NudityRule()
-    assert set(rule.classes) == {"BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED",
-                                 "ANUS_EXPOSED", "MALE_GENITALIA_EXPOSED"}
+    assert set(rule.classes) == {
+        "BUTTOCKS_EXPOSED",
+        "FEMALE_BREAST_EXPOSED",
+        "FEMALE_GENITALIA_EXPOSED",
+        "ANUS_EXPOSED",
+        "MALE_GENITALIA_EXPOSED",
+    }
     assert rule.classes == DEFAULT_EXPOSED_CLASSES
     assert rule.threshold == 0.6
 

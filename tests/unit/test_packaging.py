@@ -3,8 +3,8 @@
 import os
 import subprocess
 import sys
-import tomllib
 
+import tomllib
 from comfy_harness import REPO
 
 import trainer
@@ -24,8 +24,11 @@ def test_pyproject_dependencies_are_requirements_txt():
 
 
 def test_torch_is_never_pinned_by_the_pack():
-    assert not [r for r in requirement_lines() if r.split("=")[0].split(">")[0].split("<")[0].strip() in
-                {"torch", "torchvision", "torchaudio"}]
+    assert not [
+        r
+        for r in requirement_lines()
+        if r.split("=")[0].split(">")[0].split("<")[0].strip() in {"torch", "torchvision", "torchaudio"}
+    ]
 
 
 def test_registry_identity_and_version():
@@ -39,7 +42,9 @@ def test_registry_identity_and_version():
 
 def _run_install(extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(extra_env or {}))
-    return subprocess.run([sys.executable, "install.py"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "install.py"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_install_py_is_idempotent_under_comfyui_manager():
@@ -52,8 +57,7 @@ def test_install_py_is_idempotent_under_comfyui_manager():
 def test_install_py_under_a_stand_in_for_a1111_launch_installs_nothing_twice(tmp_path):
     calls = tmp_path / "run_pip_calls.txt"
     (tmp_path / "launch.py").write_text(
-        "def run_pip(command, desc=None):\n"
-        f"    open({str(calls)!r}, 'a').write(command + '\\n')\n"
+        f"def run_pip(command, desc=None):\n    open({str(calls)!r}, 'a').write(command + '\\n')\n"
     )
     done = _run_install({"PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr

@@ -30,6 +30,8 @@ app.registerExtension({
       }
       widget.value = verdictText(message);
       this.shielddiffVerdict = widget.value;
+      const wanted = this.computeSize?.();
+      if (wanted && wanted[1] > this.size[1]) this.setSize([this.size[0], wanted[1]]);
       this.setDirtyCanvas?.(true, true);
     };
   },
