@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from comfy_harness import REPO, ComfyServer
 from prerequisites import IN_CI, require
 

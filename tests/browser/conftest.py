@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+
 from comfy_harness import REPO
 from prerequisites import require
 

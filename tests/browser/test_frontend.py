@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from comfy_harness import REPO
 
 NUDITY = "ShieldDiffNudityScore"

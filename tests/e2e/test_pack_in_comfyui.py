@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
+
 from sample_images import figure
 
 NUDITY = "ShieldDiffNudityScore"

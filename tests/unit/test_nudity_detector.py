@@ -7,8 +7,8 @@ import pytest
 import torch
 from nudenet import NudeDetector
 from PIL import Image
-from sample_images import figure, plain
 
+from sample_images import figure, plain
 from trainer.nudity import NudityDetector, NudityModelError, NudityRule, get_detector
 
 

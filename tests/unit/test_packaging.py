@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import tomllib
-from comfy_harness import REPO
 
 import trainer
+from comfy_harness import REPO
 
 
 def pyproject() -> dict:
