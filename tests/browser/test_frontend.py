@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from comfy_harness import REPO
 
@@ -22,9 +23,16 @@ def test_page_loads_with_the_pack_extension_and_no_uncaught_errors(comfy_page):
 def test_node_search_finds_the_pack_node_and_adds_it_to_the_canvas(comfy_page):
     page = comfy_page.page
     comfy_page.eval("() => { app.graph.clear(); app.graph.setDirtyCanvas(true, true); }")
-    page.mouse.dblclick(700, 450)  # double-click on empty canvas opens the node library search
-    page.keyboard.type("Nudity Score")
-    page.get_by_text("ShieldDiff > safety").first.wait_for(timeout=15_000)
+    search = page.locator('input[placeholder="Search Nodes..."]')
+    for _ in range(5):  # the canvas may still be settling right after load: try the double-click again
+        page.mouse.dblclick(700, 450)  # double-click on empty canvas opens the node library search
+        try:
+            search.wait_for(state="visible", timeout=3_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    search.fill("Nudity Score")
+    page.locator("[role=option]").filter(has_text="ShieldDiff").first.wait_for(timeout=15_000)
     page.keyboard.press("Enter")
     page.wait_for_function(f"() => app.graph.nodes.some(n => n.type === '{NUDITY}')", timeout=15_000)
     comfy_page.screenshot("nudity-score-node-on-canvas.png")
