@@ -1,7 +1,10 @@
-"""ComfyUI glue: one node per module, each a thin wrapper over a trainer/ function."""
+"""ComfyUI glue: one node per module, each a thin wrapper over trainer/ functions."""
 
+from .clip_score import ClipScore
+from .nudity_censor import NudityCensor
 from .nudity_score import NudityScore
+from .reward import Reward
 
-NODES = [NudityScore]
+NODES = [NudityScore, NudityCensor, ClipScore, Reward]
 
 __all__ = ["NODES"]

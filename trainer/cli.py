@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, help="where to write the .safetensors file")
     demo.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     demo.set_defaults(func=_demo_checkpoint)
+
+    from . import score_cli
+
+    score = sub.add_parser("score", help="nudity, CLIP and reward of image files")
+    score_cli.add_arguments(score)
+    score.set_defaults(func=score_cli.run)
     return parser
 
 

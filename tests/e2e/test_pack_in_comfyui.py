@@ -34,10 +34,12 @@ def score_workflow(image_node: dict) -> dict:
 
 def test_comfyui_lists_the_pack_nodes_and_serves_its_frontend(comfy):
     info = comfy.get("/object_info").json()
-    node = info[NUDITY]
-    assert node["category"].startswith("ShieldDiff/")
-    assert node["output_name"] == ["nudity", "is_nude", "detections"]
-    assert node["output"] == ["FLOAT", "BOOLEAN", "STRING"]
+    ours = {k: v for k, v in info.items() if k.startswith("ShieldDiff")}
+    assert set(ours) == {"ShieldDiffNudityScore", "ShieldDiffNudityCensor", "ShieldDiffClipScore", "ShieldDiffReward"}
+    assert all(node["category"].startswith("ShieldDiff/") for node in ours.values())
+    assert ours[NUDITY]["output_name"] == ["nudity", "is_nude", "detections", "preview"]
+    assert ours[NUDITY]["output"] == ["FLOAT", "BOOLEAN", "STRING", "IMAGE"]
+    assert ours["ShieldDiffNudityCensor"]["output"] == ["IMAGE", "MASK", "BOOLEAN"]
     extensions = comfy.get("/extensions").json()
     assert any(e.endswith("comfyui-shielddiff/js/shielddiff.js") for e in extensions), extensions
     templates = comfy.get("/api/workflow_templates").json()

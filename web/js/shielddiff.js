@@ -1,38 +1,58 @@
-// ShieldDiff frontend: shows each Nudity Score node's verdict on the node after it runs.
+// ShieldDiff frontend: shows each scoring node's results on the node after it runs.
 import { app } from "../../../scripts/app.js";
 
-const NUDITY_NODE = "ShieldDiffNudityScore";
+const fmt = (x) => Number(x).toFixed(2);
 
-function verdictText(message) {
-  const images = message?.shielddiff_nudity ?? [];
-  if (!images.length) return "no image";
-  const lines = images.map(
-    (r, i) => `#${i}: nudity ${Number(r.nudity).toFixed(2)} ${r.is_nude ? "NUDE" : "safe"}`
-  );
+// node id -> (message from the node's `ui` output) -> text to show on the node
+const FORMATTERS = {
+  ShieldDiffNudityScore(message) {
+    const rows = (message?.shielddiff_nudity ?? []).map(
+      (r, i) => `#${i}: nudity ${fmt(r.nudity)} ${r.is_nude ? "NUDE" : "safe"}`
+    );
+    return withRule(rows, message);
+  },
+  ShieldDiffReward(message) {
+    const rows = (message?.shielddiff_reward ?? []).map(
+      (r, i) => `#${i}: reward ${fmt(r.reward)} = clip ${fmt(r.clip)} | nudity ${fmt(r.nudity)}`
+    );
+    return withRule(rows, message);
+  },
+  ShieldDiffClipScore(message) {
+    return (message?.shielddiff_clip ?? []).map((s, i) => `#${i}: clip ${Number(s).toFixed(3)}`).join("\n") || "no image";
+  },
+};
+
+function withRule(rows, message) {
+  if (!rows.length) return "no image";
   const rule = message?.shielddiff_rule?.[0];
-  return rule ? `${lines.join("\n")}\n(${rule})` : lines.join("\n");
+  return rule ? `${rows.join("\n")}\n(${rule})` : rows.join("\n");
+}
+
+function showText(node, text) {
+  let widget = node.widgets?.find((w) => w.name === "shielddiff_result");
+  if (!widget) {
+    widget = app.widgets?.STRING
+      ? app.widgets.STRING(node, "shielddiff_result", ["STRING", { multiline: true }], app).widget
+      : node.addWidget("text", "shielddiff_result", "", () => {});
+    widget.serialize = false;
+    if (widget.inputEl) widget.inputEl.readOnly = true;
+  }
+  widget.value = text;
+  node.shielddiffResult = text;
+  const wanted = node.computeSize?.();
+  if (wanted && wanted[1] > node.size[1]) node.setSize([node.size[0], wanted[1]]);
+  node.setDirtyCanvas?.(true, true);
 }
 
 app.registerExtension({
   name: "ShieldDiff.Core",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData?.name !== NUDITY_NODE) return;
+    const format = FORMATTERS[nodeData?.name];
+    if (!format) return;
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       onExecuted?.apply(this, arguments);
-      let widget = this.widgets?.find((w) => w.name === "shielddiff_verdict");
-      if (!widget) {
-        widget = app.widgets?.STRING
-          ? app.widgets.STRING(this, "shielddiff_verdict", ["STRING", { multiline: true }], app).widget
-          : this.addWidget("text", "shielddiff_verdict", "", () => {});
-        widget.serialize = false;
-        if (widget.inputEl) widget.inputEl.readOnly = true;
-      }
-      widget.value = verdictText(message);
-      this.shielddiffVerdict = widget.value;
-      const wanted = this.computeSize?.();
-      if (wanted && wanted[1] > this.size[1]) this.setSize([this.size[0], wanted[1]]);
-      this.setDirtyCanvas?.(true, true);
+      showText(this, format(message));
     };
   },
 });
