@@ -4,7 +4,7 @@
 # Settings: COMFYUI_DIR=/path/to/ComfyUI (use an existing ComfyUI), PORT=8188, VENV=.venv
 PYTHON ?= python3
 
-.PHONY: run test setup lint
+.PHONY: run test setup lint bench-rewards
 
 run:
 	$(PYTHON) tools/devenv.py run
@@ -17,3 +17,6 @@ setup:
 
 lint: setup
 	$${VENV:-.venv}/bin/python -m ruff check .
+
+bench-rewards: setup
+	$${VENV:-.venv}/bin/python benchmarks/bench_rewards.py

@@ -41,8 +41,18 @@ def _array_to_rgb_uint8(arr: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray((np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
 
 
+def _float_tensor_batch(tensor: Any) -> np.ndarray:
+    """(B, H, W, 3) float tensor -> (B, H, W, 3) uint8 in one pass on the tensor's device."""
+    import torch
+
+    x = torch.nan_to_num(tensor.detach().float(), nan=0.0, posinf=1.0, neginf=0.0)
+    return x.clamp_(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8).cpu().numpy()
+
+
 def _one(image: Any, where: str) -> list[np.ndarray]:
     if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor
+        if image.ndim == 4 and image.shape[-1] == 3 and image.is_floating_point() and image.shape[1] and image.shape[2]:
+            return list(_float_tensor_batch(image))  # the common case: a ComfyUI IMAGE batch
         image = image.detach().cpu().float().numpy()
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
         return [np.asarray(image.convert("RGB"), dtype=np.uint8)]

@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .images import to_rgb_uint8
 
 __all__ = [
@@ -158,8 +156,10 @@ class NudityDetector:
         if not arrays:
             return []
         model = self._load()
-        # NudeNet reads arrays in OpenCV's BGR order (as cv2.imread gives them).
-        bgr = [np.ascontiguousarray(a[:, :, ::-1]) for a in arrays]
+        # NudeNet reads arrays in OpenCV's BGR order (as cv2.imread gives them); cv2 swaps fastest.
+        import cv2
+
+        bgr = [cv2.cvtColor(a, cv2.COLOR_RGB2BGR) for a in arrays]
         raw = model.detect_batch(bgr, batch_size=batch_size)
         return [
             [Detection(label=d["class"], score=float(d["score"]), box=tuple(int(v) for v in d["box"])) for d in dets]
