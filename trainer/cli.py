@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="nudity, CLIP and reward of image files")
     score_cli.add_arguments(score)
     score.set_defaults(func=score_cli.run)
+
+    from . import lora_cli
+
+    lora = sub.add_parser("lora", help="inspect or convert LoRA files")
+    lora_cli.add_arguments(lora)
+    lora.set_defaults(func=lora_cli.run)
     return parser
 
 

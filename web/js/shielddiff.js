@@ -17,6 +17,9 @@ const FORMATTERS = {
     );
     return withRule(rows, message);
   },
+  ShieldDiffLoraLoader(message) {
+    return message?.shielddiff_lora?.[0] ?? "";
+  },
   ShieldDiffClipScore(message) {
     return (message?.shielddiff_clip ?? []).map((s, i) => `#${i}: clip ${Number(s).toFixed(3)}`).join("\n") || "no image";
   },

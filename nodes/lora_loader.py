@@ -1,0 +1,153 @@
+"""Load ShieldDiff LoRA: apply a LoRA through ComfyUI's own LoRA machinery, and say how much of it applied.
+
+A safety LoRA that silently does not load is worse than none: this node refuses a file whose
+keys match none of the model's weights, and reports partial matches in its `info` output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+
+import comfy.lora
+import comfy.lora_convert
+import comfy.utils
+import folder_paths
+from comfy_api.latest import io
+
+from ..trainer.lora_formats import LoraFormatError, read_lora, read_lora_header, state_dict_in
+
+log = logging.getLogger(__name__)
+
+_MODEL_FAMILY = {"SD15": "sd15", "SD20": "sd2", "SDXL": "sdxl", "SDXLRefiner": "sdxl-refiner"}
+
+
+@contextmanager
+def _unloaded_keys():
+    """Collect the 'lora key not loaded' messages ComfyUI logs while it maps a LoRA."""
+    found: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith("lora key not loaded:"):
+                found.append(message.split(":", 1)[1].strip())
+
+    handler = Catch(level=logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield found
+    finally:
+        root.removeHandler(handler)
+
+
+def _lora_path(name: str) -> str:
+    """The file in a loras folder; a name that points elsewhere ('..', absolute paths) is refused.
+    (A symlink the user put into the loras folder is the user's choice and is followed.)"""
+    roots = [os.path.abspath(p) for p in folder_paths.get_folder_paths("loras")]
+    path = (
+        None
+        if ".." in name.replace("\\", "/").split("/") or os.path.isabs(name)
+        else folder_paths.get_full_path("loras", name)
+    )
+    if path is None or not any(os.path.abspath(path).startswith(r + os.sep) for r in roots):
+        raise FileNotFoundError(f"LoRA {name!r} is not in ComfyUI's loras folder ({', '.join(roots)})")
+    return path
+
+
+def model_family(model) -> str:
+    name = type(model.model.model_config).__name__
+    return _MODEL_FAMILY.get(name, name)
+
+
+def _module_name(key: str) -> str:
+    for suffix in (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight", ".alpha"):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key
+
+
+class LoadShieldDiffLora(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ShieldDiffLoraLoader",
+            display_name="Load ShieldDiff LoRA",
+            category="ShieldDiff/lora",
+            is_output_node=True,
+            description="Applies a safety LoRA (or any kohya, diffusers or ComfyUI LoRA) with ComfyUI's own LoRA "
+            "loader. Refuses a file that matches none of the model's weights and reports partial matches.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Clip.Input("clip"),
+                io.Combo.Input("lora_name", options=folder_paths.get_filename_list("loras")),
+                io.Float.Input("strength_model", default=1.0, min=-10.0, max=10.0, step=0.01),
+                io.Float.Input("strength_clip", default=1.0, min=-10.0, max=10.0, step=0.01),
+            ],
+            outputs=[
+                io.Model.Output("MODEL", display_name="MODEL"),
+                io.Clip.Output("CLIP", display_name="CLIP"),
+                io.String.Output("info", display_name="info", tooltip="What the LoRA is and how much of it applied."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, clip, lora_name: str, strength_model: float, strength_clip: float) -> io.NodeOutput:
+        path = _lora_path(lora_name)
+        header = read_lora_header(path)
+        family = model_family(model)
+        if header.format == "diffusers":  # ComfyUI skips peft-named UNet keys: hand it kohya names instead
+            state = state_dict_in(read_lora(path), "kohya")
+        else:
+            state = comfy.lora_convert.convert_lora(comfy.utils.load_torch_file(path, safe_load=True))
+        key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+        key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
+        with _unloaded_keys() as leftovers:
+            loaded = comfy.lora.load_lora(state, key_map)
+        missing = sorted({_module_name(k) for k in leftovers})
+        total = len({_module_name(k) for k in state})
+        if not loaded:
+            other = (
+                f" It is a LoRA for {header.family}; the model is {family}."
+                if header.family not in ("unknown", family)
+                else ""
+            )
+            raise LoraFormatError(
+                f"{lora_name}: none of its {total} LoRA modules match this model's weights, so it would change "
+                f"nothing.{other} Use a LoRA trained for this model."
+            )
+        out_model, out_clip = model, clip
+        if strength_model != 0:
+            out_model = model.clone()
+            out_model.add_patches(loaded, strength_model)
+        if strength_clip != 0:
+            out_clip = clip.clone()
+            out_clip.add_patches(loaded, strength_clip)
+        meta = header.metadata
+        info = {
+            "file": lora_name,
+            "format": header.format,
+            "family": header.family,
+            "model_family": family,
+            "matched_modules": total - len(missing),
+            "modules": total,
+            "method": meta.get("shielddiff.method", meta.get("ss_network_module", "unknown")),
+            "base_model": meta.get("shielddiff.base_model", meta.get("ss_sd_model_name", "unknown")),
+            "training": json.loads(meta["shielddiff.summary"]) if "shielddiff.summary" in meta else None,
+        }
+        lines = [
+            f"{lora_name}: {info['matched_modules']} of {total} LoRA modules applied ({header.format}, {header.family})"
+        ]
+        if missing:
+            info["unmatched"] = missing
+            lines.append(
+                f"WARNING: {len(missing)} modules match no weight of this model and were skipped: "
+                + ", ".join(missing[:10])
+                + (" ..." if len(missing) > 10 else "")
+            )
+            log.warning("%s", lines[-1])
+        info["summary"] = "\n".join(lines)
+        return io.NodeOutput(out_model, out_clip, json.dumps(info), ui={"shielddiff_lora": [info["summary"]]})
