@@ -35,7 +35,13 @@ def score_workflow(image_node: dict) -> dict:
 def test_comfyui_lists_the_pack_nodes_and_serves_its_frontend(comfy):
     info = comfy.get("/object_info").json()
     ours = {k: v for k, v in info.items() if k.startswith("ShieldDiff")}
-    assert set(ours) == {"ShieldDiffNudityScore", "ShieldDiffNudityCensor", "ShieldDiffClipScore", "ShieldDiffReward"}
+    assert set(ours) == {
+        "ShieldDiffNudityScore",
+        "ShieldDiffNudityCensor",
+        "ShieldDiffClipScore",
+        "ShieldDiffReward",
+        "ShieldDiffLoraLoader",
+    }
     assert all(node["category"].startswith("ShieldDiff/") for node in ours.values())
     assert ours[NUDITY]["output_name"] == ["nudity", "is_nude", "detections", "preview"]
     assert ours[NUDITY]["output"] == ["FLOAT", "BOOLEAN", "STRING", "IMAGE"]
