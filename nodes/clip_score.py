@@ -37,7 +37,7 @@ def clip_scorer(clip_weights: str, clip_architecture: str):
         return None
     device = mm.get_torch_device()
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    return get_clip_scorer(ClipSpec(architecture=clip_architecture, weights=path), device, dtype)
+    return get_clip_scorer(ClipSpec(architecture=clip_architecture, weights=path), device, dtype, offload=True)
 
 
 class ClipScore(io.ComfyNode):
@@ -66,4 +66,6 @@ class ClipScore(io.ComfyNode):
             )
         scores = scorer(images, text)
         mean = sum(scores) / len(scores) if scores else 0.0
-        return io.NodeOutput(mean, json.dumps(scores), ui={"shielddiff_clip": [round(s, 4) for s in scores]})
+        return io.NodeOutput(
+            mean, json.dumps(scores, allow_nan=False), ui={"shielddiff_clip": [round(s, 4) for s in scores]}
+        )

@@ -27,4 +27,5 @@ def keep_exact_pixels(original: torch.Tensor, processed: torch.Tensor, masks: to
     if original.shape != processed.shape:
         return processed
     inside = masks[..., None] > 0
-    return torch.where(inside, processed, original.to(processed.dtype).nan_to_num(0.0).clamp(0.0, 1.0))
+    original = original.to(processed).nan_to_num(0.0).clamp(0.0, 1.0)
+    return torch.where(inside.to(processed.device), processed, original)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from contextlib import contextmanager
 
 import comfy.lora
 import comfy.lora_convert
@@ -22,26 +21,6 @@ from ..trainer.lora_formats import LoraFormatError, read_lora, read_lora_header,
 log = logging.getLogger(__name__)
 
 _MODEL_FAMILY = {"SD15": "sd15", "SD20": "sd2", "SDXL": "sdxl", "SDXLRefiner": "sdxl-refiner"}
-
-
-@contextmanager
-def _unloaded_keys():
-    """Collect the 'lora key not loaded' messages ComfyUI logs while it maps a LoRA."""
-    found: list[str] = []
-
-    class Catch(logging.Handler):
-        def emit(self, record):
-            message = record.getMessage()
-            if message.startswith("lora key not loaded:"):
-                found.append(message.split(":", 1)[1].strip())
-
-    handler = Catch(level=logging.WARNING)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield found
-    finally:
-        root.removeHandler(handler)
 
 
 def _lora_path(name: str) -> str:
@@ -63,11 +42,49 @@ def model_family(model) -> str:
     return _MODEL_FAMILY.get(name, name)
 
 
+_ADAPTER_PARTS = {
+    "lora_up",
+    "lora_down",
+    "lora_A",
+    "lora_B",
+    "lora_mid",
+    "alpha",
+    "dora_scale",
+    "lora",
+    "diff",
+    "diff_b",
+    "hada_w1_a",
+    "hada_w1_b",
+    "hada_w2_a",
+    "hada_w2_b",
+    "hada_t1",
+    "hada_t2",
+    "lokr_w1",
+    "lokr_w2",
+    "lokr_w1_a",
+    "lokr_w1_b",
+    "lokr_w2_a",
+    "lokr_w2_b",
+    "lokr_t2",
+    "w_norm",
+    "b_norm",
+}
+
+
 def _module_name(key: str) -> str:
-    for suffix in (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight", ".alpha"):
-        if key.endswith(suffix):
-            return key[: -len(suffix)]
+    """The layer a LoRA tensor belongs to: its key up to the first adapter part (lora_up, alpha, ...)."""
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if i and part in _ADAPTER_PARTS:
+            return ".".join(parts[:i])
     return key
+
+
+def _json_or_text(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 class LoadShieldDiffLora(io.ComfyNode):
@@ -105,10 +122,10 @@ class LoadShieldDiffLora(io.ComfyNode):
             state = comfy.lora_convert.convert_lora(comfy.utils.load_torch_file(path, safe_load=True))
         key_map = comfy.lora.model_lora_keys_unet(model.model, {})
         key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
-        with _unloaded_keys() as leftovers:
-            loaded = comfy.lora.load_lora(state, key_map)
-        missing = sorted({_module_name(k) for k in leftovers})
-        total = len({_module_name(k) for k in state})
+        loaded = comfy.lora.load_lora(state, key_map)
+        modules = {_module_name(k) for k in state}
+        missing = sorted(m for m in modules if m not in key_map)
+        total = len(modules)
         if not loaded:
             other = (
                 f" It is a LoRA for {header.family}; the model is {family}."
@@ -136,7 +153,7 @@ class LoadShieldDiffLora(io.ComfyNode):
             "modules": total,
             "method": meta.get("shielddiff.method", meta.get("ss_network_module", "unknown")),
             "base_model": meta.get("shielddiff.base_model", meta.get("ss_sd_model_name", "unknown")),
-            "training": json.loads(meta["shielddiff.summary"]) if "shielddiff.summary" in meta else None,
+            "training": _json_or_text(meta["shielddiff.summary"]) if "shielddiff.summary" in meta else None,
         }
         lines = [
             f"{lora_name}: {info['matched_modules']} of {total} LoRA modules applied ({header.format}, {header.family})"
@@ -150,4 +167,6 @@ class LoadShieldDiffLora(io.ComfyNode):
             )
             log.warning("%s", lines[-1])
         info["summary"] = "\n".join(lines)
-        return io.NodeOutput(out_model, out_clip, json.dumps(info), ui={"shielddiff_lora": [info["summary"]]})
+        return io.NodeOutput(
+            out_model, out_clip, json.dumps(info, allow_nan=False), ui={"shielddiff_lora": [info["summary"]]}
+        )

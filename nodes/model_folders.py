@@ -18,8 +18,10 @@ _EXTENSIONS = {NUDENET: {".onnx"}, CLIP: {".safetensors", ".bin", ".pt", ".pth"}
 def register() -> None:
     """Make ComfyUI list the pack's folders (idempotent; also honours extra_model_paths.yaml)."""
     for name, extensions in _EXTENSIONS.items():
-        if name not in folder_paths.folder_names_and_paths:
-            folder_paths.folder_names_and_paths[name] = ([os.path.join(folder_paths.models_dir, name)], extensions)
+        folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, name), is_default=True)
+        paths, known = folder_paths.folder_names_and_paths[name]
+        if not extensions <= set(known):
+            folder_paths.folder_names_and_paths[name] = (paths, set(known) | extensions)
 
 
 def nudenet_choices() -> list[str]:

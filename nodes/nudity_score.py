@@ -89,4 +89,6 @@ class NudityScore(io.ComfyNode):
             "shielddiff_nudity": [{"nudity": round(r.nudity, 4), "is_nude": r.is_nude} for r in results],
             "shielddiff_rule": [rule.describe()],
         }
-        return io.NodeOutput(nudity, any(r.is_nude for r in results), json.dumps(report), preview, ui=ui)
+        return io.NodeOutput(
+            nudity, any(r.is_nude for r in results), json.dumps(report, allow_nan=False), preview, ui=ui
+        )

@@ -61,7 +61,7 @@ class Reward(io.ComfyNode):
     ) -> io.NodeOutput:
         clip = clip_scorer(clip_weights, clip_architecture)
         config = RewardConfig(
-            w_clip=w_clip if clip is not None else 0.0,
+            w_clip=w_clip,
             w_nude=w_nude,
             safe_template=safe_template,
             rule=NudityRule(threshold=threshold),
@@ -79,4 +79,4 @@ class Reward(io.ComfyNode):
             ],
             "shielddiff_rule": [config.describe()],
         }
-        return io.NodeOutput(mean_reward, nudity, mean_clip, json.dumps(report), ui=ui)
+        return io.NodeOutput(mean_reward, nudity, mean_clip, json.dumps(report, allow_nan=False), ui=ui)

@@ -114,12 +114,15 @@ def ensure_vendored_comfyui(target: Path) -> None:
         )
     step = "unpack ComfyUI"
     log.info("[%s] %s -> %s", step, found[0].name, target)
-    staging = Path(tempfile.mkdtemp(prefix="comfyui-", dir=target.parent if target.parent.exists() else None))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="comfyui-", dir=target.parent))  # same filesystem: rename works
     try:
         with zipfile.ZipFile(found[0]) as zf:
             for name in zf.namelist():
                 if not name.startswith(VENDOR_PREFIX) or name.endswith("/"):
                     continue
+                if ".." in name.split("/") or name.startswith("/"):
+                    raise SetupError(f"set-up step '{step}' failed: {found[0].name} holds an unsafe path {name!r}")
                 dest = staging / name[len(VENDOR_PREFIX) :]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(name) as src, open(dest, "wb") as dst:

@@ -9,15 +9,16 @@ user chose that tag. Without weights nothing is guessed: the error says which fi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .images import to_rgb_uint8
@@ -55,6 +56,10 @@ class ClipSpec:
         return f"{self.architecture} ({source})"
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -72,15 +77,22 @@ class ClipScorer:
     """An open_clip model and tokenizer, loaded on first use, scoring batches of images."""
 
     def __init__(
-        self, spec: ClipSpec = ClipSpec(), device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+        self,
+        spec: ClipSpec = ClipSpec(),
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        offload: bool = False,
     ):
+        """offload=True keeps the model in CPU memory between calls (ComfyUI owns the GPU memory)."""
         self.spec = spec
         self.device = torch.device(device)
+        self.offload = offload and self.device.type != "cpu"
         self.dtype = dtype
         self._model = None
         self._preprocess = None
         self._tokenizer = None
         self._lock = threading.Lock()
+        self._run_lock = threading.Lock()
 
     def _build(self):
         import open_clip
@@ -117,17 +129,17 @@ class ClipScorer:
                 raise
             except Exception as exc:
                 raise ClipWeightsError(
-                    f"could not read {path} safely ({str(exc).splitlines()[0]}): only .safetensors files and plain "
+                    f"could not read {path} safely ({_first_line(exc)}): only .safetensors files and plain "
                     "PyTorch state dicts (tensors only, read with weights_only=True) are accepted"
                 ) from exc
             try:
                 model.load_state_dict(state, strict=True)
             except Exception as exc:
                 raise ClipWeightsError(
-                    f"{path} is not open_clip {spec.architecture} weights ({str(exc).splitlines()[0]}); "
+                    f"{path} is not open_clip {spec.architecture} weights ({_first_line(exc)}); "
                     "choose the architecture the file was trained with"
                 ) from exc
-        model = model.to(self.device, self.dtype).eval().requires_grad_(False)
+        model = model.to("cpu" if self.offload else self.device, self.dtype).eval().requires_grad_(False)
         return model, preprocess, open_clip.get_tokenizer(spec.architecture)
 
     @staticmethod
@@ -140,8 +152,14 @@ class ClipScorer:
                 f"CLIP architecture 'auto' needs an open_clip config JSON beside the weights file "
                 f"({config or 'no weights file given'} is missing); or choose the architecture by name"
             )
-        open_clip.add_model_config(config)
-        return ClipSpec(config.stem, spec.weights, spec.pretrained, spec.random_weights)
+        # Registered under a name of its own: a sidecar can never replace a built-in architecture.
+        text = config.read_text()
+        name = "shielddiff-sidecar-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        if name not in open_clip.list_models():
+            staged = Path(tempfile.mkdtemp(prefix="shielddiff-clip-")) / f"{name}.json"
+            staged.write_text(text)
+            open_clip.add_model_config(staged)
+        return ClipSpec(name, spec.weights, spec.pretrained, spec.random_weights)
 
     def _load(self):
         with self._lock:
@@ -170,6 +188,17 @@ class ClipScorer:
 
     def __call__(self, images: Any, texts: str | list[str]) -> list[float]:
         """Cosine similarity of each image with its text (one text for all, or one per image)."""
+        if not self.offload:
+            return self._score(images, texts)
+        model = self._load()[0]
+        with self._run_lock:  # one call at a time moves the model on and off the device
+            try:
+                model.to(self.device)
+                return self._score(images, texts)
+            finally:
+                model.to("cpu")
+
+    def _score(self, images: Any, texts: str | list[str]) -> list[float]:
         image_feats = self.embed_images(images)
         n = image_feats.shape[0]
         if n == 0:
@@ -181,7 +210,7 @@ class ClipScorer:
         text_feats = self.embed_texts(unique)
         index = torch.tensor([unique.index(t) for t in texts])
         sims = (image_feats * text_feats[index]).sum(dim=-1)
-        return [float(s) if math.isfinite(float(s)) else 0.0 for s in np.asarray(sims)]
+        return [s if math.isfinite(s) else 0.0 for s in sims.cpu().tolist()]
 
 
 _CACHE: OrderedDict[tuple, ClipScorer] = OrderedDict()
@@ -189,14 +218,16 @@ _CACHE_SIZE = 1  # CLIP models are large: keep only the last one
 _CACHE_LOCK = threading.Lock()
 
 
-def get_clip_scorer(spec: ClipSpec, device: str = "cpu", dtype: torch.dtype = torch.float32) -> ClipScorer:
+def get_clip_scorer(
+    spec: ClipSpec, device: str = "cpu", dtype: torch.dtype = torch.float32, offload: bool = False
+) -> ClipScorer:
     """A shared scorer per (spec, device, dtype); only the most recent is kept in memory."""
-    key = (spec, str(device), dtype)
+    key = (spec, str(device), dtype, offload)
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-        scorer = ClipScorer(spec, device, dtype)
+        scorer = ClipScorer(spec, device, dtype, offload)
         _CACHE[key] = scorer
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)

@@ -53,7 +53,10 @@ def _one(image: Any, where: str) -> list[np.ndarray]:
     if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor
         if image.ndim == 4 and image.shape[-1] == 3 and image.is_floating_point() and image.shape[1] and image.shape[2]:
             return list(_float_tensor_batch(image))  # the common case: a ComfyUI IMAGE batch
-        image = image.detach().cpu().float().numpy()
+        import torch
+
+        image = image.detach().cpu()
+        image = (image if image.dtype == torch.uint8 else image.float()).numpy()
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
         return [np.asarray(image.convert("RGB"), dtype=np.uint8)]
     if isinstance(image, np.ndarray):

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def summary(path: str) -> dict:
     lora = read_lora(path)
+    if not lora.modules:
+        raise LoraFormatError(f"{path} holds no LoRA modules")
     components = Counter(component for component, _ in lora.modules)
     return {
         "file": path,
@@ -59,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
         write_lora(lora, args.output, args.to, layout=LAYOUTS.get(args.layout) if args.layout else None)
         log.info("wrote %s (%s naming, %d modules)", args.output, args.to, len(lora.modules))
         return 0
-    except LoraFormatError as exc:
+    except (LoraFormatError, ValueError) as exc:
         log.error("%s", exc)
         return 2

@@ -69,7 +69,7 @@ def _read_header(path: Path) -> dict:
         raise LoraFormatError(f"{path.name} is not a safetensors file: it is {size} bytes long")
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
-        if length <= 1 or 8 + length > size:
+        if length <= 1 or 8 + length > size or length > 100_000_000:
             raise LoraFormatError(
                 f"{path.name} is not a safetensors file (or is truncated): its header says {length} bytes, "
                 f"the file has {size}. Only .safetensors LoRAs are loaded; pickled .ckpt/.pt files never are."
@@ -78,7 +78,10 @@ def _read_header(path: Path) -> dict:
             header = json.loads(f.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise LoraFormatError(f"{path.name} has a damaged safetensors header: {exc}") from exc
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    entries = [v for k, v in header.items() if k != "__metadata__"] if isinstance(header, dict) else None
+    if entries is None or not all(isinstance(v, dict) and "data_offsets" in v and "shape" in v for v in entries):
+        raise LoraFormatError(f"{path.name} has a damaged safetensors header (not a table of tensors)")
+    end = max((v["data_offsets"][1] for v in entries), default=0)
     if 8 + length + end > size:
         raise LoraFormatError(f"{path.name} is truncated: its tensors need {8 + length + end} bytes, it has {size}")
     return header
@@ -101,14 +104,25 @@ def _split_kohya_style(key: str) -> tuple[str, str] | None:
     return None
 
 
-def _family(modules: dict[tuple[str, str], LoraModule], hint: str | None) -> str:
-    if any(component == "te2" for component, _ in modules):
+_FAMILY_FROM_VERSION = {v: k for k, v in _BASE_VERSION.items()}
+_CROSS_ATTENTION_WIDTH = {768: "sd15", 2048: "sdxl"}
+
+
+def _family_of(shapes: dict[str, list[int]], metadata: dict[str, str]) -> str:
+    """sd15, sdxl or unknown, from the header alone: SDXL's second text encoder, the width of the
+    cross-attention keys' input, or kohya's ss_base_model_version."""
+    if any(k.startswith(("lora_te2_", "text_encoder_2.", "text_encoders.clip_g.")) for k in shapes):
         return "sdxl"
-    for (component, path), module in modules.items():
-        if component == "unet" and path.endswith("attn2.to_k"):
-            width = int(module.down.shape[1])
-            return {768: "sd15", 2048: "sdxl"}.get(width, "unknown")
-    return hint or "unknown"
+    for key, shape in shapes.items():
+        if (
+            "attn2" in key
+            and "to_k" in key
+            and key.endswith((".lora_down.weight", ".lora_A.weight"))
+            and len(shape) == 2
+        ):
+            if shape[1] in _CROSS_ATTENTION_WIDTH:
+                return _CROSS_ATTENTION_WIDTH[shape[1]]
+    return _FAMILY_FROM_VERSION.get(metadata.get("ss_base_model_version", ""), "unknown")
 
 
 def _layout(family: str, layout: names.UnetLayout | None) -> names.UnetLayout:
@@ -119,6 +133,24 @@ def _layout(family: str, layout: names.UnetLayout | None) -> names.UnetLayout:
             f"the UNet layout of this LoRA (family {family!r}) is unknown; name it (sd15, sdxl, sd15-demo)"
         )
     return names.LAYOUTS[family]
+
+
+_SUPPORTED_SUFFIXES = {
+    "kohya": (".lora_down.weight", ".lora_up.weight", ".alpha"),
+    "comfy": (".lora_down.weight", ".lora_up.weight", ".alpha"),
+    "diffusers": (".lora_A.weight", ".lora_B.weight"),
+}
+
+
+def _identify(path: Path, name: str, parse, sources: dict) -> tuple[str, str]:
+    """The module a file's name refers to; two names for one module, or a foreign name, are errors."""
+    try:
+        ident = parse(name)
+    except ValueError as exc:
+        raise LoraFormatError(f"{path.name}: {exc}") from exc
+    if sources.setdefault(ident, name) != name:
+        raise LoraFormatError(f"{path.name}: {sources[ident]!r} and {name!r} name the same module; wrong layout?")
+    return ident
 
 
 def _guess_comfy_layout(keys: list[str], hint: str | None, layout: names.UnetLayout | None) -> names.UnetLayout:
@@ -145,18 +177,29 @@ def read_lora(path: str | Path, layout: names.UnetLayout | None = None) -> LoraF
     if fmt == "unknown":
         sample = ", ".join(keys[:3]) or "no tensors"
         raise LoraFormatError(f"{path.name} holds no LoRA weights in a known naming (first keys: {sample})")
-    hint = {"sd_v1": "sd15", "sdxl_base_v1-0": "sdxl"}.get(metadata.get("ss_base_model_version", ""))
+    family = _family_of({k: header[k]["shape"] for k in keys}, metadata)
+    hint = family if family != "unknown" else None
     modules: dict[tuple[str, str], LoraModule] = {}
     with safe_open(str(path), "pt") as f:
         tensors = {k: f.get_tensor(k) for k in keys}
+    unsupported = [k for k in keys if not k.endswith(_SUPPORTED_SUFFIXES[fmt])]
+    if unsupported:
+        raise LoraFormatError(
+            f"{path.name} holds tensors this pack does not convert (LoHa, LoKr, DoRA or other adapters?): "
+            f"{unsupported[:5]}; only plain LoRA up/down/alpha tensors are read"
+        )
+    sources: dict[tuple[str, str], str] = {}
     if fmt == "diffusers":
-        adapter = json.loads(metadata.get(ADAPTER_METADATA, "{}") or "{}")
+        try:
+            adapter = json.loads(metadata.get(ADAPTER_METADATA, "{}") or "{}")
+        except json.JSONDecodeError as exc:
+            raise LoraFormatError(f"{path.name}: its {ADAPTER_METADATA} header entry is not JSON ({exc})") from exc
         for key, tensor in tensors.items():
             for tag, slot in ((".lora_A.weight", "down"), (".lora_B.weight", "up")):
                 if key.endswith(tag):
-                    component, module_path = names.from_diffusers_name(key[: -len(tag)])
-                    modules.setdefault((component, module_path), LoraModule(None, None))  # type: ignore[arg-type]
-                    setattr(modules[(component, module_path)], slot, tensor)
+                    ident = _identify(path, key[: -len(tag)], names.from_diffusers_name, sources)
+                    modules.setdefault(ident, LoraModule(None, None))  # type: ignore[arg-type]
+                    setattr(modules[ident], slot, tensor)
         for (component, module_path), module in modules.items():
             prefix = _DIFFUSERS_COMPONENT[component]
             alphas = adapter.get(f"{prefix}.alpha_pattern", {}) or {}
@@ -171,9 +214,9 @@ def read_lora(path: str | Path, layout: names.UnetLayout | None = None) -> LoraF
                 continue
             base, suffix = split
             if fmt == "kohya":
-                ident = names.from_kohya_name(base)
+                ident = _identify(path, base, names.from_kohya_name, sources)
             else:
-                ident = names.from_comfy_name(base, comfy_layout)
+                ident = _identify(path, base, lambda n: names.from_comfy_name(n, comfy_layout), sources)
             module = modules.setdefault(ident, LoraModule(None, None))  # type: ignore[arg-type]
             if suffix == ".alpha":
                 module.alpha = tensor
@@ -184,7 +227,7 @@ def read_lora(path: str | Path, layout: names.UnetLayout | None = None) -> LoraF
     broken = [f"{c}:{p}" for (c, p), m in modules.items() if m.down is None or m.up is None]
     if broken:
         raise LoraFormatError(f"{path.name}: these LoRA modules miss their up or down weight: {broken[:5]}")
-    return LoraFile(modules=modules, metadata=dict(metadata), family=_family(modules, hint), source_format=fmt)
+    return LoraFile(modules=modules, metadata=dict(metadata), family=family, source_format=fmt)
 
 
 def _kohya_metadata(lora: LoraFile) -> dict[str, str]:
@@ -192,8 +235,8 @@ def _kohya_metadata(lora: LoraFile) -> dict[str, str]:
     alphas = sorted({m.scale() * m.rank for m in lora.modules.values()})
     meta = {
         "ss_network_module": "networks.lora",
-        "ss_network_dim": str(ranks[0] if len(ranks) == 1 else max(ranks)),
-        "ss_network_alpha": f"{alphas[0] if len(alphas) == 1 else max(alphas):g}",
+        "ss_network_dim": str(max(ranks)),
+        "ss_network_alpha": f"{max(alphas):g}",
     }
     if lora.family in _BASE_VERSION:
         meta["ss_base_model_version"] = _BASE_VERSION[lora.family]
@@ -286,13 +329,8 @@ def read_lora_header(path: str | Path) -> LoraHeader:
     fmt = detect_format(list(header))
     if fmt == "unknown":
         raise LoraFormatError(f"{path.name} holds no LoRA weights in a known naming (first keys: {list(header)[:3]})")
-    downs = {k: v["shape"] for k, v in header.items() if k.endswith((".lora_down.weight", ".lora_A.weight"))}
-    family = {"sd_v1": "sd15", "sdxl_base_v1-0": "sdxl"}.get(metadata.get("ss_base_model_version", ""), "unknown")
-    if any(k.startswith(("lora_te2_", "text_encoder_2.", "text_encoders.clip_g.")) for k in header):
-        family = "sdxl"
-    else:
-        widths = {shape[1] for k, shape in downs.items() if "attn2" in k and ("to_k" in k) and len(shape) == 2}
-        family = {768: "sd15", 2048: "sdxl"}.get(next(iter(widths), 0), family)
+    downs = [k for k in header if k.endswith((".lora_down.weight", ".lora_A.weight"))]
+    family = _family_of({k: v["shape"] for k, v in header.items()}, metadata)
     return LoraHeader(format=fmt, family=family, modules=len(downs), metadata=dict(metadata))
 
 

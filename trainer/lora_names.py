@@ -203,6 +203,8 @@ def ldm_to_diffusers(path: str, layout: UnetLayout) -> str:
     block, index, slot, rest = m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
     if block == "input_blocks":
         if index % (r + 1) == 0:
+            if (slot, rest) != (0, "op"):
+                raise ValueError(f"{path!r} is not a module of layout {layout.name}")
             return f"down_blocks.{index // (r + 1) - 1}.downsamplers.0.conv"
         i, j = divmod(index - 1, r + 1)
         if slot == 1:
@@ -214,7 +216,9 @@ def ldm_to_diffusers(path: str, layout: UnetLayout) -> str:
         return f"up_blocks.{i}.resnets.{j}.{_resnet_rest(rest, _RESNET_FROM_LDM)}"
     if slot == 1 and has_attention:
         return f"up_blocks.{i}.attentions.{j}.{rest}"
-    return f"up_blocks.{i}.upsamplers.0.conv"
+    if j == r and rest == "conv" and slot == (2 if has_attention else 1):
+        return f"up_blocks.{i}.upsamplers.0.conv"
+    raise ValueError(f"{path!r} is not a module of layout {layout.name}")
 
 
 def comfy_name(component: str, path: str, layout: UnetLayout) -> str:

@@ -122,8 +122,8 @@ class NudityDetector:
     """NudeNet's detector, loaded on first use. `model_path=None` is the 320n model in the wheel."""
 
     def __init__(self, model_path: str | Path | None = None, resolution: int = 320):
-        if not isinstance(resolution, int) or not 32 <= resolution <= 4096:
-            raise ValueError(f"NudeNet inference resolution must be an integer in [32, 4096], got {resolution!r}")
+        if not isinstance(resolution, int) or not 32 <= resolution <= 4096 or resolution % 32:
+            raise ValueError(f"NudeNet inference resolution must be a multiple of 32 in [32, 4096], got {resolution!r}")
         self.model_path = Path(model_path) if model_path else None
         self.resolution = resolution
         self._model = None
@@ -162,7 +162,11 @@ class NudityDetector:
         bgr = [cv2.cvtColor(a, cv2.COLOR_RGB2BGR) for a in arrays]
         raw = model.detect_batch(bgr, batch_size=batch_size)
         return [
-            [Detection(label=d["class"], score=float(d["score"]), box=tuple(int(v) for v in d["box"])) for d in dets]
+            [
+                Detection(label=d["class"], score=float(d["score"]), box=tuple(int(v) for v in d["box"]))
+                for d in dets
+                if math.isfinite(float(d["score"]))
+            ]
             for dets in raw
         ]
 

@@ -18,18 +18,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .clip_score import ClipScorer
+from .images import to_rgb_uint8
 from .nudity import Detection, NudityDetector, NudityRule, get_detector
 
 __all__ = ["RewardConfig", "RewardParts", "ShieldDiffReward", "safe_text"]
 
 
 def safe_text(template: str, prompt: str) -> str:
-    try:
-        return template.format(prompt=prompt)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(
-            f"safe-text template {template!r} is not valid: use {{prompt}} where the prompt goes ({exc})"
-        ) from exc
+    """The template with every `{prompt}` replaced by the prompt (other text, braces included, stays)."""
+    if not isinstance(template, str):
+        raise ValueError(f"safe-text template must be text with {{prompt}} where the prompt goes, got {template!r}")
+    return template.replace("{prompt}", prompt)
 
 
 @dataclass(frozen=True)
@@ -84,13 +83,14 @@ class ShieldDiffReward:
         self.clip = clip
 
     def __call__(self, images: Any, prompts: str | list[str]) -> list[RewardParts]:
+        images = to_rgb_uint8(images)  # once, for both models
         verdicts = self.detector(images, self.config.rule)
         n = len(verdicts)
         prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
         if len(prompts) != n:
             raise ValueError(f"got {n} images but {len(prompts)} prompts; give one prompt, or one per image")
         texts = [safe_text(self.config.safe_template, p) for p in prompts]
-        if self.clip is not None and self.config.w_clip > 0:
+        if self.clip is not None:  # scored whenever a CLIP is given, even at weight 0: the part is reported
             clips = self.clip(images, texts)
         else:
             clips = [0.0] * n

@@ -56,14 +56,15 @@ def _read(path: Path) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     files = collect_images(args.inputs)
-    prompts = [args.prompt or ""] * len(files)
     if args.prompts:
-        prompts = [line.rstrip("\n") for line in Path(args.prompts).read_text().splitlines()]
+        prompts = Path(args.prompts).read_text().splitlines()
         if len(prompts) != len(files):
             log.error(
                 "%s has %d prompts for %d images: give one line per image", args.prompts, len(prompts), len(files)
             )
             return 2
+    else:
+        prompts = [args.prompt or ""] * len(files)
     use_clip = bool(args.clip_weights or args.clip_pretrained)
     config = RewardConfig(
         w_clip=args.w_clip if use_clip else 0.0,

@@ -189,3 +189,34 @@ def test_diffusers_loads_the_diffusers_form_into_an_sd15_layout_unet(tmp_path):
         weight = layer.base_layer.weight if hasattr(layer, "base_layer") else layer.weight
         expected = before[path] + 0.5 * (m.up @ m.down)  # alpha / rank = 2 / 4
         assert torch.allclose(weight, expected, atol=1e-5), path
+
+
+def test_adapters_this_pack_does_not_convert_are_refused_not_dropped(tmp_path):
+    tensors = {
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 320),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(320, 4),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.dora_scale": torch.zeros(1, 320),
+    }
+    save_file(tensors, str(tmp_path / "dora.safetensors"))
+    with pytest.raises(LoraFormatError, match="dora_scale"):
+        read_lora(tmp_path / "dora.safetensors")
+
+
+def test_comfy_names_of_another_layout_are_an_error_not_a_merge(tmp_path):
+    from tiny_models import demo_lora
+
+    from trainer.lora_names import LAYOUTS
+
+    write_lora(demo_lora(), tmp_path / "demo-comfy.safetensors", "comfy", layout=LAYOUTS["sd15-demo"])
+    with pytest.raises(LoraFormatError, match="layout"):
+        read_lora(tmp_path / "demo-comfy.safetensors")  # read as full SD1.5 it would not fit
+    assert len(read_lora(tmp_path / "demo-comfy.safetensors", LAYOUTS["sd15-demo"]).modules) == 34
+
+
+def test_a_header_that_is_not_a_table_of_tensors_is_refused(tmp_path):
+    import struct
+
+    body = b'["not", "a", "table"]'
+    (tmp_path / "odd.safetensors").write_bytes(struct.pack("<Q", len(body)) + body)
+    with pytest.raises(LoraFormatError, match="damaged"):
+        read_lora(tmp_path / "odd.safetensors")

@@ -124,3 +124,13 @@ def test_detector_cache_is_shared_and_bounded():
     get_detector(resolution=416)
     get_detector(resolution=512)
     assert get_detector(resolution=320) is not first  # evicted: at most two are kept
+
+
+def test_uint8_tensors_are_read_as_0_to_255(detector):
+    array = np.asarray(figure())
+    assert detector.detect(torch.from_numpy(array)) == detector.detect([array])
+
+
+def test_resolution_must_be_a_multiple_of_32():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        NudityDetector(resolution=333)

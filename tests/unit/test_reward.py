@@ -46,7 +46,7 @@ def test_the_rule_is_the_one_configured():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"w_clip": -1.0}, "w_clip"), ({"w_nude": float("inf")}, "w_nude"), ({"safe_template": "{prompt"}, "template")],
+    [({"w_clip": -1.0}, "w_clip"), ({"w_nude": float("inf")}, "w_nude"), ({"safe_template": None}, "template")],
 )
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -61,3 +61,4 @@ def test_prompts_must_match_images():
 def test_safe_text_template():
     assert safe_text("{prompt}, fully clothed", "a person") == "a person, fully clothed"
     assert safe_text("a clothed person", "ignored") == "a clothed person"
+    assert safe_text("{prompt} {style} {prompt.__class__}", "x") == "x {style} {prompt.__class__}"  # no format()
