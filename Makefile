@@ -4,7 +4,7 @@
 # Settings: COMFYUI_DIR=/path/to/ComfyUI (use an existing ComfyUI), PORT=8188, VENV=.venv
 PYTHON ?= python3
 
-.PHONY: run test setup lint bench-rewards
+.PHONY: run test setup lint bench-rewards bench-rl
 
 run:
 	$(PYTHON) tools/devenv.py run
@@ -20,3 +20,12 @@ lint: setup
 
 bench-rewards: setup
 	$${VENV:-.venv}/bin/python benchmarks/bench_rewards.py
+
+# trl 0.23.1 (the last trl with DDPOTrainer) is a benchmark-only peer: it gets its own environment,
+# layered over .venv, so the pack's environment never depends on it.
+bench-rl: setup
+	test -x .venv-bench/bin/python || python3 -m venv .venv-bench
+	echo "$$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')" > \
+		"$$(.venv-bench/bin/python -c 'import site; print(site.getsitepackages()[0])')/shielddiff-main-venv.pth"
+	.venv-bench/bin/python -m pip install --quiet trl==0.23.1
+	.venv/bin/python benchmarks/bench_rl_vs_trl.py

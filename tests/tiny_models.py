@@ -55,3 +55,57 @@ def demo_lora(rank: int = 4, alpha: float = 2.0, seed: int = 0, text_encoder: bo
         for c, p, o, i in targets
     }
     return LoraFile(modules=modules, family="sd15")
+
+
+def tiny_pipeline(folder: Path, seed: int = 0) -> Path:
+    """A tiny random StableDiffusionPipeline saved as a diffusers folder (the RL tests' model)."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from trainer.models import write_tokenizer
+
+    folder = Path(folder)
+    if (folder / "model_index.json").exists():
+        return folder
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=5,
+            num_attention_heads=4,
+            vocab_size=49408,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+            max_position_embeddings=77,
+        )
+    )
+    write_tokenizer(folder / "_tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "_tokenizer")
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
+    pipe = StableDiffusionPipeline(vae, text, tokenizer, unet, scheduler, None, None, requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder

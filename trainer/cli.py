@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     lora = sub.add_parser("lora", help="inspect or convert LoRA files")
     lora_cli.add_arguments(lora)
     lora.set_defaults(func=lora_cli.run)
+
+    from . import train_cli
+
+    train = sub.add_parser("train", help="fine-tune a safety LoRA with ShieldDiff RL")
+    train_cli.add_arguments(train)
+    train.set_defaults(func=train_cli.run)
     return parser
 
 

@@ -61,6 +61,8 @@ def ddim_step_with_logprob(
     direction = (1 - alpha_prev - std**2).clamp(min=0).sqrt() * model_output
     mean = alpha_prev.sqrt() * pred_x0 + direction
     if prev_sample is None:
-        noise = torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+        where = generator.device if generator is not None else sample.device  # noise from the generator's device
+        noise = torch.randn(sample.shape, generator=generator, device=where, dtype=torch.float32)
+        noise = noise.to(sample.device, sample.dtype)
         prev_sample = mean + std * noise
     return prev_sample, gaussian_logprob(prev_sample, mean, std)

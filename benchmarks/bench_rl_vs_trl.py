@@ -1,0 +1,170 @@
+"""ShieldDiff RL against trl 0.23.1's DDPOTrainer (the last trl with it), side by side on the CPU.
+
+    python benchmarks/bench_rl_vs_trl.py [--epochs 2] [--steps 10] [--batch 8] [--resolution 64]
+
+Both train a LoRA on the same tiny random pipeline (saved once to a folder), with the same
+prompts, reward (mean brightness), DDIM steps, eta, guidance, sample and train batch sizes,
+LoRA rank and learning rate. Each runs in its own process so that peak memory (max RSS) is
+its own. The first epoch is a warm-up; the figure is the mean wall time of the others.
+trl is a benchmark-only install (`make bench-rl` sets up .venv-bench); the pack never needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = ["a cat", "a dog", "a house", "a tree"]
+
+
+def run_ours(args, folder: Path, out: Path) -> dict:
+    from trainer.rl_config import load_config
+    from trainer.rl_trainer import train
+
+    config = load_config(
+        None,
+        [
+            f'model.checkpoint="{folder}"',
+            f"model.resolution={args.resolution}",
+            f"sample.steps={args.steps}",
+            f"sample.batch_size={args.batch}",
+            "sample.batches_per_epoch=1",
+            f"train.batch_size={args.batch}",
+            f"train.epochs={args.epochs}",
+            "train.learning_rate=3e-4",
+            "reward.kind=brightness",
+            "lora.rank=4",
+            "train.per_prompt_stats=false",
+            f"prompts.unsafe={json.dumps(PROMPTS)}",
+            "prompts.unsafe_ratio=1.0",
+            f"sample.guidance={args.guidance}",
+            "train.samples_to_save=0",
+        ],
+    )
+    train(config, out / "job")
+    epochs = [json.loads(line)["epoch_seconds"] for line in (out / "job" / "metrics.jsonl").read_text().splitlines()]
+    return {"epoch_seconds": epochs}
+
+
+def run_trl(args, folder: Path, out: Path) -> dict:
+    import numpy as np
+    import torch
+    from accelerate import PartialState
+
+    PartialState()
+    from trl import DDPOConfig, DDPOTrainer, DefaultDDPOStableDiffusionPipeline
+
+    def reward_fn(images, prompts, metadata):
+        return images.float().mean(dim=(1, 2, 3)), {}
+
+    def prompt_fn():
+        return str(np.random.choice(PROMPTS)), {}
+
+    config = DDPOConfig(
+        num_epochs=args.epochs,
+        sample_num_steps=args.steps,
+        sample_batch_size=args.batch,
+        sample_num_batches_per_epoch=1,
+        train_batch_size=args.batch,
+        train_learning_rate=3e-4,
+        sample_eta=1.0,
+        sample_guidance_scale=args.guidance,
+        mixed_precision="no",
+        train_use_8bit_adam=False,
+        log_with=None,
+        per_prompt_stat_tracking=False,
+        project_kwargs={"project_dir": str(out)},
+        save_freq=10_000,
+    )
+    pipeline = DefaultDDPOStableDiffusionPipeline(str(folder), use_lora=True)
+    pipeline.sd_pipeline.set_progress_bar_config(disable=True)
+    trainer = DDPOTrainer(config, reward_fn, prompt_fn, pipeline)
+    times = []
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        trainer.step(epoch, epoch)
+        times.append(time.perf_counter() - start)
+    torch.set_num_threads(torch.get_num_threads())
+    return {"epoch_seconds": times}
+
+
+def child(args) -> int:
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+    folder, out = Path(args.folder), Path(args.out)
+    result = (run_ours if args.child == "shielddiff" else run_trl)(args, folder, out)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (out / "result.json").write_text(json.dumps(result))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--trl-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
+    parser.add_argument("--child", choices=["shielddiff", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+    from tiny_models import tiny_pipeline
+
+    work = Path(tempfile.mkdtemp(prefix="bench-rl-"))
+    folder = tiny_pipeline(work / "pipeline")
+    common = [
+        "--epochs",
+        str(args.epochs),
+        "--steps",
+        str(args.steps),
+        "--batch",
+        str(args.batch),
+        "--resolution",
+        str(args.resolution),
+        "--guidance",
+        str(args.guidance),
+        "--folder",
+        str(folder),
+    ]
+    results = {}
+    for name, python in (("trl", args.trl_python), ("shielddiff", sys.executable)):
+        out = work / name
+        out.mkdir()
+        done = subprocess.run(
+            [python, __file__, "--child", name, "--out", str(out), *common], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            sys.stderr.write(done.stderr[-3000:])
+            return 1
+        results[name] = json.loads((out / "result.json").read_text())
+    sys.stdout.write(
+        f"tiny SD pipeline, {args.resolution}px, {args.steps} DDIM steps, batch {args.batch} (sample and train), "
+        f"{args.epochs} epochs, CPU\n{'trainer':12s} {'s/epoch':>9s} {'peak RSS MB':>12s}\n"
+    )
+    per_epoch = {}
+    for name, r in results.items():
+        steady = r["epoch_seconds"][1:] or r["epoch_seconds"]
+        per_epoch[name] = sum(steady) / len(steady)
+        sys.stdout.write(f"{name:12s} {per_epoch[name]:9.2f} {r['peak_rss_mb']:12.0f}\n")
+    ratio = per_epoch["trl"] / per_epoch["shielddiff"]
+    mem = results["shielddiff"]["peak_rss_mb"] / results["trl"]["peak_rss_mb"]
+    sys.stdout.write(
+        f"speed-up over trl DDPOTrainer: {ratio:.2f}x per epoch (goal >= 1.3x); "
+        f"peak memory {mem:.2f}x of trl's (goal <= 1.0x)\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

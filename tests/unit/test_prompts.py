@@ -1,0 +1,36 @@
+"""Prompt files and the unsafe/benign mix."""
+
+import pytest
+
+from trainer.prompts import PromptError, PromptMixer, load_prompt_file
+
+
+def test_text_csv_and_jsonl_files(tmp_path):
+    (tmp_path / "p.txt").write_text("# unsafe set\na nude figure\n\nnaked swimmer\n")
+    (tmp_path / "p.csv").write_text('prompt,categories\n"a nude figure, painting",sexual\nnaked swimmer,sexual\n')
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a nude figure"}\n\n{"prompt": "naked swimmer", "x": 1}\n')
+    assert load_prompt_file(tmp_path / "p.txt") == ["a nude figure", "naked swimmer"]
+    assert load_prompt_file(tmp_path / "p.csv") == ["a nude figure, painting", "naked swimmer"]
+    assert load_prompt_file(tmp_path / "p.jsonl") == ["a nude figure", "naked swimmer"]
+
+
+def test_empty_or_broken_files_are_named(tmp_path):
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    with pytest.raises(PromptError, match=r"empty\.txt holds no prompts"):
+        load_prompt_file(tmp_path / "empty.txt")
+    (tmp_path / "bad.jsonl").write_text('{"text": "x"}\n')
+    with pytest.raises(PromptError, match=r"bad\.jsonl:1"):
+        load_prompt_file(tmp_path / "bad.jsonl")
+    with pytest.raises(PromptError, match="cannot read"):
+        load_prompt_file(tmp_path / "missing.txt")
+
+
+def test_mix_ratio_and_reproducibility():
+    mixer = PromptMixer(["u1", "u2"], ["b1", "b2", "b3"], unsafe_ratio=0.25)
+    batch = mixer.draw(8, seed=3)
+    assert sum(unsafe for _, unsafe in batch) == 2
+    assert all((p in ("u1", "u2")) == unsafe for p, unsafe in batch)
+    assert mixer.draw(8, seed=3) == batch and mixer.draw(8, seed=4) != batch
+    with pytest.raises(PromptError, match="no unsafe prompts"):
+        PromptMixer([], ["b"], 0.5)
+    assert all(not u for _, u in PromptMixer([], ["b"], 0.0).draw(4, 0))

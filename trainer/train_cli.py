@@ -1,0 +1,45 @@
+"""`python -m trainer train`: run a ShieldDiff RL job (also under `accelerate launch`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from .rl_config import ConfigError, load_config
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="a TOML file (sections: model, lora, sample, train, reward, prompts, output)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set train.epochs=10 (repeatable)",
+    )
+    parser.add_argument("--job-dir", required=True, help="the job directory (status, metrics, samples, checkpoints)")
+    parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .prompts import PromptError
+    from .rl_trainer import TrainingCancelled, train
+
+    try:
+        config = load_config(args.config, args.overrides).validate()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        path = train(config, args.job_dir, resume=args.resume)
+    except TrainingCancelled:
+        log.warning("training cancelled; resume with --resume")
+        return 143
+    except (ConfigError, PromptError) as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("done: %s", path)
+    return 0
