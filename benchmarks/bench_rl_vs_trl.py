@@ -55,7 +55,6 @@ def run_ours(args, folder: Path, out: Path) -> dict:
 
 def run_trl(args, folder: Path, out: Path) -> dict:
     import numpy as np
-    import torch
     from accelerate import PartialState
 
     PartialState()

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,9 +183,8 @@ def build_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict[
 
 def write_demo_checkpoint(path: str | Path, seed: int = 0) -> Path:
     """Write the demo checkpoint to `path` atomically (temp file in the same folder, then rename)."""
-    from safetensors.torch import save_file
-
     from . import __version__
+    from .atomic_files import atomic_save_safetensors
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,16 +196,6 @@ def write_demo_checkpoint(path: str | Path, seed: int = 0) -> Path:
         "shielddiff.version": __version__,
         "shielddiff.parameters": json.dumps(sum(t.numel() for t in state.values())),
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_save_safetensors(state, path, metadata)
     log.info("wrote demo checkpoint %s (%d tensors)", path, len(state))
     return path

@@ -20,27 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STATES", "JobDir", "atomic_write_bytes", "atomic_write_text", "finite"]
+from .atomic_files import atomic_write_text
+
+__all__ = ["STATES", "JobDir", "finite"]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def finite(value: Any) -> Any:

@@ -14,15 +14,14 @@ Conversions move tensors unchanged: a round trip through every format is bit-exa
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import lora_names as names
+from .atomic_files import atomic_save_safetensors
 
 __all__ = ["FORMATS", "LoraFile", "LoraFormatError", "LoraModule", "detect_format", "read_lora", "write_lora"]
 
@@ -286,27 +285,13 @@ def write_lora(
     layout: names.UnetLayout | None = None,
 ) -> Path:
     """Write `lora` in `fmt`, atomically (a temporary file in the same folder, then a rename)."""
-    from safetensors.torch import save_file
-
     if fmt not in FORMATS:
         raise LoraFormatError(f"unknown LoRA format {fmt!r}; choose one of {', '.join(FORMATS)}")
     path = Path(path)
     tensors, extra = _tensors_for(lora, fmt, layout)
     header = {k: v for k, v in lora.metadata.items() if k != ADAPTER_METADATA}
     header |= _kohya_metadata(lora) | extra | (metadata or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=header)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_save_safetensors({k: v.contiguous() for k, v in tensors.items()}, path, header)
 
 
 @dataclass

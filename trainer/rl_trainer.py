@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .job import JobDir, atomic_write_bytes, atomic_write_text
+from .atomic_files import atomic_write_bytes, atomic_write_text
+from .job import JobDir
 from .ppo import PerPromptStatTracker, clip_advantages, ppo_loss
 from .rl_config import RLConfig, config_to_dict, to_toml
 from .rl_rewards import make_reward
