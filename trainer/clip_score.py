@@ -14,8 +14,8 @@ import logging
 import math
 import tempfile
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -213,22 +213,9 @@ class ClipScorer:
         return [s if math.isfinite(s) else 0.0 for s in sims.cpu().tolist()]
 
 
-_CACHE: OrderedDict[tuple, ClipScorer] = OrderedDict()
-_CACHE_SIZE = 1  # CLIP models are large: keep only the last one
-_CACHE_LOCK = threading.Lock()
-
-
+@lru_cache(maxsize=1)  # CLIP models are large: keep only the most recent one
 def get_clip_scorer(
     spec: ClipSpec, device: str = "cpu", dtype: torch.dtype = torch.float32, offload: bool = False
 ) -> ClipScorer:
-    """A shared scorer per (spec, device, dtype); only the most recent is kept in memory."""
-    key = (spec, str(device), dtype, offload)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-        scorer = ClipScorer(spec, device, dtype, offload)
-        _CACHE[key] = scorer
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-        return scorer
+    """A shared scorer per (spec, device, dtype, offload); only the most recent is kept in memory."""
+    return ClipScorer(spec, device, dtype, offload)

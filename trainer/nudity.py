@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -174,20 +174,11 @@ class NudityDetector:
         return [judge(dets, rule) for dets in self.detect(images)]
 
 
-_CACHE: OrderedDict[tuple[str | None, int], NudityDetector] = OrderedDict()
-_CACHE_SIZE = 2
-_CACHE_LOCK = threading.Lock()
+@lru_cache(maxsize=2)  # the explicit bound: at most two detectors stay loaded
+def _cached_detector(model_path: str | None, resolution: int) -> NudityDetector:
+    return NudityDetector(model_path, resolution)
 
 
 def get_detector(model_path: str | Path | None = None, resolution: int = 320) -> NudityDetector:
     """A shared detector per (model, resolution); at most two are kept (least recently used goes)."""
-    key = (str(Path(model_path).resolve()) if model_path else None, resolution)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-        detector = NudityDetector(model_path, resolution)
-        _CACHE[key] = detector
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-        return detector
+    return _cached_detector(str(Path(model_path).resolve()) if model_path else None, resolution)
