@@ -1,7 +1,8 @@
 """ShieldDiff for ComfyUI: nodes that keep Stable Diffusion from generating nudity.
 
-Registers the pack's nodes through ComfyUI's V3 extension API and serves web/.
-Nothing else happens at import: no downloads, no model loads.
+Registers the pack's nodes through ComfyUI's V3 extension API, its /shielddiff/ routes and
+web/. Nothing happens at import: no downloads, no model loads. When ComfyUI loads the pack,
+the training queue starts, and continues jobs that were queued before a restart.
 """
 
 from comfy_api.latest import ComfyExtension, io
@@ -12,6 +13,15 @@ WEB_DIRECTORY = "./web"
 
 
 class ShieldDiffExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        from server import PromptServer
+
+        from .nodes import job_routes
+        from .nodes.training_jobs import manager
+
+        job_routes.register(PromptServer.instance.routes)
+        manager()
+
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return list(NODES)
 

@@ -5,7 +5,8 @@ from .lora_loader import LoadShieldDiffLora
 from .nudity_censor import NudityCensor
 from .nudity_score import NudityScore
 from .reward import Reward
+from .train_lora import TrainSafetyLora
 
-NODES = [NudityScore, NudityCensor, ClipScore, Reward, LoadShieldDiffLora]
+NODES = [NudityScore, NudityCensor, ClipScore, Reward, LoadShieldDiffLora, TrainSafetyLora]
 
 __all__ = ["NODES"]

@@ -7,11 +7,12 @@ leaves the previous version in place.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_save_safetensors", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_copy_new", "atomic_save_safetensors", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -50,3 +51,24 @@ def atomic_save_safetensors(tensors: dict, path: str | Path, metadata: dict[str,
     from safetensors.torch import save_file
 
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def atomic_copy_new(source: str | Path, path: str | Path) -> Path:
+    """Copy `source` to `path`, which must not exist: FileExistsError rather than an overwrite.
+    The copy appears complete or not at all (copied aside, then hard-linked into place)."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.link(tmp, path)  # fails when the name was taken meanwhile, unlike a rename
+    finally:
+        os.unlink(tmp)
+    return path

@@ -48,7 +48,7 @@ class JobDir:
     def write_status(self, state: str, **fields: Any) -> dict:
         if state not in STATES:
             raise ValueError(f"unknown job state {state!r}")
-        status = self.read_status() | fields | {"state": state, "pid": os.getpid(), "updated_at": time.time()}
+        status = self.read_status() | {"pid": os.getpid()} | fields | {"state": state, "updated_at": time.time()}
         atomic_write_text(self.path / "status.json", json.dumps(finite(status), allow_nan=False, indent=1))
         return status
 
