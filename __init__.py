@@ -13,7 +13,9 @@ WEB_DIRECTORY = "./web"
 
 
 class ShieldDiffExtension(ComfyExtension):
-    async def on_load(self) -> None:
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI calls this once, while it loads custom nodes and before it serves routes
+        # (0.3.75 does not call on_load), so the routes and the job queue start here.
         from server import PromptServer
 
         from .nodes import job_routes
@@ -21,8 +23,6 @@ class ShieldDiffExtension(ComfyExtension):
 
         job_routes.register(PromptServer.instance.routes)
         manager()
-
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return list(NODES)
 
 

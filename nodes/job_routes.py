@@ -32,7 +32,15 @@ def _answer(call):
         return web.json_response({"error": str(exc)}, status=409)
 
 
+_registered: set[int] = set()
+
+
 def register(routes: web.RouteTableDef) -> None:
+    """Add the routes to ComfyUI's table (once, however often the pack is asked for its nodes)."""
+    if id(routes) in _registered:
+        return
+    _registered.add(id(routes))
+
     @routes.get("/shielddiff/jobs")
     async def list_jobs(request):
         return _answer(lambda: {"jobs": manager().summaries()})

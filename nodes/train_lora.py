@@ -119,7 +119,7 @@ class TrainSafetyLora(io.ComfyNode):
             outputs=[
                 io.String.Output("job_id", display_name="job_id", tooltip="The job's id in the ShieldDiff panel."),
                 io.String.Output(
-                    "lora_name", display_name="lora_name", tooltip="The LoRA file the job will write into models/loras."
+                    "lora_file", display_name="lora_file", tooltip="The LoRA file the job will write into models/loras."
                 ),
             ],
         )

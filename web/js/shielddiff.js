@@ -20,6 +20,9 @@ const FORMATTERS = {
   ShieldDiffLoraLoader(message) {
     return message?.shielddiff_lora?.[0] ?? "";
   },
+  ShieldDiffTrainSafetyLora(message) {
+    return message?.shielddiff_job?.[0] ?? "";
+  },
   ShieldDiffClipScore(message) {
     return (message?.shielddiff_clip ?? []).map((s, i) => `#${i}: clip ${Number(s).toFixed(3)}`).join("\n") || "no image";
   },

@@ -1,0 +1,69 @@
+"""The ShieldDiff training panel in the real frontend: live charts and samples, Cancel and
+Resume from its buttons, and a rebuild from the routes after a page reload."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from training_jobs import start_job, trainer_pid, wait_for
+
+TAB = "button.shielddiff-jobs-tab-button"
+
+
+def open_panel(comfy_page):
+    page = comfy_page.page
+    page.locator(TAB).first.click()
+    page.locator(".shielddiff-panel").wait_for(timeout=15_000)
+    return page
+
+
+def job_card(page, job_id):
+    return page.locator(f'.shielddiff-job[data-job-id="{job_id}"]')
+
+
+def test_panel_shows_live_charts_and_cancels_and_resumes_a_job(comfy_page, comfy, demo_checkpoint):
+    job_id = start_job(comfy, demo_checkpoint.name, "panel-safety", epochs=5)
+    page = open_panel(comfy_page)
+    card = job_card(page, job_id)
+    card.wait_for(timeout=15_000)
+    card.click()
+    # the chart of the reward fills in from websocket events while the job trains
+    page.wait_for_function(
+        """() => Number(document.querySelector('.shielddiff-chart[data-metric="reward_mean"]')
+                  ?.dataset.points ?? 0) >= 2""",
+        timeout=240_000,
+    )
+    page.locator(".shielddiff-samples img").first.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.shielddiff-samples img')].every(i => i.complete && i.naturalWidth > 0)",
+        timeout=30_000,
+    )
+    assert "epoch" in card.inner_text() and "running" in card.inner_text()
+    comfy_page.screenshot("training-panel-live-chart.png")
+
+    pid = trainer_pid(comfy, job_id)
+    card.locator("button.shielddiff-cancel").click()
+    clicked = time.monotonic()
+    while os.path.exists(f"/proc/{pid}"):
+        assert time.monotonic() - clicked < 10, "the trainer still runs 10 s after Cancel"
+        time.sleep(0.1)
+    page.wait_for_selector(f'.shielddiff-job[data-job-id="{job_id}"][data-state="cancelled"]', timeout=15_000)
+    assert not (comfy.base_dir / "models" / "loras" / "panel-safety.safetensors").exists()
+
+    page.reload(wait_until="load")  # the panel rebuilds itself from the routes
+    page.wait_for_function("() => window.app?.graph && window.app.extensions?.length > 0", timeout=60_000)
+    if not page.locator(".shielddiff-panel").is_visible():
+        open_panel(comfy_page)
+    card = job_card(page, job_id)
+    card.wait_for(timeout=15_000)
+    assert card.get_attribute("data-state") == "cancelled"
+    card.locator("button.shielddiff-resume").click()
+    page.wait_for_selector(
+        f'.shielddiff-job[data-job-id="{job_id}"][data-state="done"]', state="attached", timeout=300_000
+    )
+    assert wait_for(comfy, job_id, ("done",), timeout=30)["lora_file"] == "panel-safety.safetensors"
+    assert "saved loras/panel-safety.safetensors" in job_card(page, job_id).inner_text()
+    comfy_page.screenshot("training-panel-done.png")
+    assert comfy_page.page_errors == []
+    assert [e for e in comfy_page.console_errors if "shielddiff" in e.lower()] == []

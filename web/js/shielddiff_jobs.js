@@ -1,0 +1,244 @@
+// ShieldDiff training panel: a sidebar tab listing training jobs with their state, progress,
+// ETA, per-epoch charts, latest samples, and Cancel / Resume. It holds no state of its own that
+// the server does not have: everything is rebuilt from /shielddiff/jobs after a page reload,
+// then kept current by the shielddiff.state / shielddiff.progress websocket events.
+import { app } from "../../../scripts/app.js";
+import { api } from "../../../scripts/api.js";
+
+const CHARTS = [
+  ["reward_mean", "reward (mean)"],
+  ["nudity_rate", "nudity rate"],
+  ["clip_mean", "CLIP score (mean)"],
+  ["nudity_mean", "nudity (mean)"],
+  ["loss", "loss"],
+];
+const state = { jobs: [], selected: null, detail: null, root: null };
+
+const el = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) if (child != null) node.append(child);
+  return node;
+};
+
+const finite = (x) => typeof x === "number" && Number.isFinite(x);
+
+function duration(seconds) {
+  if (!finite(seconds)) return "";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+async function getJson(path, options) {
+  const response = await api.fetchApi(path, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error ?? `${path}: HTTP ${response.status}`);
+  return body;
+}
+
+async function loadJobs() {
+  try {
+    state.jobs = (await getJson("/shielddiff/jobs")).jobs ?? [];
+  } catch (error) {
+    console.warn("ShieldDiff: cannot list training jobs", error);
+    state.jobs = [];
+  }
+  if (!state.jobs.some((j) => j.id === state.selected)) {
+    state.selected = (state.jobs.find((j) => j.state === "running") ?? state.jobs[0])?.id ?? null;
+  }
+  await loadDetail();
+}
+
+async function loadDetail() {
+  state.detail = null;
+  if (state.selected) {
+    try {
+      state.detail = await getJson(`/shielddiff/jobs/${encodeURIComponent(state.selected)}`);
+    } catch (error) {
+      console.warn("ShieldDiff: cannot read job", state.selected, error);
+    }
+  }
+  render();
+}
+
+async function act(job, action) {
+  try {
+    const summary = await getJson(`/shielddiff/jobs/${encodeURIComponent(job.id)}/${action}`, { method: "POST" });
+    upsert(summary);
+  } catch (error) {
+    app.extensionManager?.toast?.add({ severity: "warn", summary: "ShieldDiff", detail: error.message, life: 5000 });
+  }
+  render();
+}
+
+function upsert(summary) {
+  const i = state.jobs.findIndex((j) => j.id === summary.id);
+  if (i >= 0) state.jobs[i] = summary;
+  else state.jobs.unshift(summary);
+  if (!state.selected) state.selected = summary.id;
+}
+
+function chart(metrics, key, label) {
+  const points = metrics.map((m) => [m.epoch, m[key]]).filter(([x, y]) => finite(x) && finite(y));
+  if (!points.length) return null;
+  const W = 260, H = 90, P = 6;
+  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  if (y1 - y0 < 1e-9) [y0, y1] = [y0 - 0.5, y1 + 0.5];
+  const sx = (x) => P + ((x - x0) / Math.max(x1 - x0, 1)) * (W - 2 * P);
+  const sy = (y) => H - P - ((y - y0) / (y1 - y0)) * (H - 2 * P);
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("class", "shielddiff-chart-plot");
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "));
+  svg.append(line);
+  for (const [x, y] of points) {
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", sx(x).toFixed(1));
+    dot.setAttribute("cy", sy(y).toFixed(1));
+    dot.setAttribute("r", "2.5");
+    svg.append(dot);
+  }
+  const last = ys[ys.length - 1];
+  return el(
+    "div",
+    { class: "shielddiff-chart", "data-metric": key, "data-points": String(points.length) },
+    el("div", { class: "shielddiff-chart-title" }, `${label}: ${last.toFixed(3)}`,
+      el("span", {}, ` (${y0.toFixed(3)} … ${y1.toFixed(3)}, ${points.length} epochs)`)),
+    svg
+  );
+}
+
+function jobCard(job) {
+  const fraction = job.total ? Math.min(1, job.epoch / job.total) : 0;
+  const eta = job.state === "running" && finite(job.eta_s) ? ` · ETA ${duration(job.eta_s)}` : "";
+  const buttons = [];
+  if (job.state === "queued" || job.state === "running") {
+    buttons.push(el("button", { class: "shielddiff-cancel", onclick: (e) => { e.stopPropagation(); act(job, "cancel"); } }, "Cancel"));
+  }
+  if (job.resumable) {
+    buttons.push(el("button", { class: "shielddiff-resume", onclick: (e) => { e.stopPropagation(); act(job, "resume"); } }, "Resume"));
+  }
+  return el(
+    "div",
+    {
+      class: `shielddiff-job${job.id === state.selected ? " selected" : ""}`,
+      "data-job-id": job.id,
+      "data-state": job.state,
+      onclick: () => { state.selected = job.id; loadDetail(); },
+    },
+    el("div", { class: "shielddiff-job-title" },
+      el("b", {}, job.lora_name ?? job.id), ` · ${job.method ?? ""}`,
+      el("span", { class: `shielddiff-state ${job.state}` }, job.state)),
+    el("div", { class: "shielddiff-progress" }, el("div", { style: `width:${(fraction * 100).toFixed(1)}%` })),
+    el("div", { class: "shielddiff-job-line" }, `epoch ${job.epoch} of ${job.total}${eta}`),
+    job.message && job.message !== `epoch ${job.epoch} of ${job.total}`
+      ? el("div", { class: "shielddiff-job-message" }, job.message)
+      : null,
+    buttons.length ? el("div", { class: "shielddiff-buttons" }, buttons) : null
+  );
+}
+
+function detailView(detail) {
+  if (!detail) return null;
+  const metrics = detail.metrics ?? [];
+  const charts = CHARTS.map(([key, label]) => chart(metrics, key, label)).filter(Boolean);
+  const samples = (detail.samples ?? []).map((s) =>
+    el("img", {
+      src: api.apiURL(`/shielddiff/jobs/${encodeURIComponent(detail.id)}/samples/${encodeURIComponent(s.name)}`),
+      title: `epoch ${s.epoch + 1}, sample ${s.index + 1}`,
+      loading: "lazy",
+    })
+  );
+  return el(
+    "div",
+    { class: "shielddiff-detail", "data-job-id": detail.id },
+    el("div", { class: "shielddiff-section" }, `Job ${detail.id} · ${detail.checkpoint ?? ""}`),
+    charts.length ? charts : el("div", { class: "shielddiff-empty" }, "Charts appear after the first epoch."),
+    samples.length
+      ? [el("div", { class: "shielddiff-section" }, `Samples, epoch ${detail.samples.at(-1).epoch + 1}`),
+         el("div", { class: "shielddiff-samples" }, samples)]
+      : null
+  );
+}
+
+function render() {
+  const root = state.root;
+  if (!root || !root.isConnected) return;
+  root.replaceChildren(
+    el("div", { class: "shielddiff-panel" },
+      el("div", { class: "shielddiff-header" }, el("span", {}, "ShieldDiff training"),
+        el("button", { class: "shielddiff-refresh", title: "Reload the job list", onclick: loadJobs }, "↻")),
+      state.jobs.length
+        ? state.jobs.map(jobCard)
+        : el("div", { class: "shielddiff-empty" }, "No training jobs yet. Queue a Train Safety LoRA node to start one."),
+      detailView(state.detail))
+  );
+}
+
+let refreshTimer = null;
+function onJobEvent(event) {
+  const summary = event.detail;
+  if (!summary?.id) return;
+  const before = state.jobs.find((j) => j.id === summary.id);
+  upsert(summary);
+  if (summary.state === "done" && before?.state !== "done") app.refreshComboInNodes?.();
+  if (summary.id === state.selected) {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(loadDetail, 150); // several events in a row: one fetch
+  } else {
+    render();
+  }
+}
+
+const STYLE = `
+.shielddiff-panel { padding: 8px; font-size: 13px; color: var(--fg-color); display: flex; flex-direction: column; gap: 8px; }
+.shielddiff-header { display: flex; justify-content: space-between; align-items: center; font-weight: bold; font-size: 15px; }
+.shielddiff-job { border: 1px solid var(--border-color); border-radius: 6px; padding: 6px 8px; cursor: pointer; }
+.shielddiff-job.selected { border-color: var(--p-primary-color, #4a9eff); }
+.shielddiff-job-title { display: flex; gap: 4px; align-items: baseline; }
+.shielddiff-state { margin-left: auto; font-size: 11px; padding: 1px 6px; border-radius: 8px; background: var(--comfy-input-bg); }
+.shielddiff-state.running { background: #2d6cdf; color: #fff; } .shielddiff-state.done { background: #2e7d32; color: #fff; }
+.shielddiff-state.failed { background: #c62828; color: #fff; } .shielddiff-state.cancelled { background: #8d6e63; color: #fff; }
+.shielddiff-progress { height: 6px; background: var(--comfy-input-bg); border-radius: 3px; margin: 4px 0; overflow: hidden; }
+.shielddiff-progress > div { height: 100%; background: var(--p-primary-color, #4a9eff); }
+.shielddiff-job-line, .shielddiff-job-message, .shielddiff-empty { color: var(--descrip-text, #999); font-size: 12px; overflow-wrap: anywhere; }
+.shielddiff-buttons { display: flex; gap: 6px; margin-top: 4px; }
+.shielddiff-buttons button, .shielddiff-refresh { cursor: pointer; background: var(--comfy-input-bg); color: var(--fg-color); border: 1px solid var(--border-color); border-radius: 4px; padding: 2px 10px; }
+.shielddiff-section { font-weight: bold; margin-top: 4px; }
+.shielddiff-chart-title { font-size: 12px; } .shielddiff-chart-title span { color: var(--descrip-text, #999); }
+.shielddiff-chart-plot { width: 100%; height: 90px; background: var(--comfy-input-bg); border-radius: 4px; }
+.shielddiff-chart-plot polyline { fill: none; stroke: var(--p-primary-color, #4a9eff); stroke-width: 2; }
+.shielddiff-chart-plot circle { fill: var(--p-primary-color, #4a9eff); }
+.shielddiff-samples { display: grid; grid-template-columns: repeat(auto-fill, minmax(72px, 1fr)); gap: 4px; }
+.shielddiff-samples img { width: 100%; image-rendering: pixelated; border-radius: 4px; }
+`;
+
+app.registerExtension({
+  name: "ShieldDiff.Training",
+  async setup() {
+    document.head.append(el("style", { id: "shielddiff-jobs-style" }, STYLE));
+    api.addEventListener("shielddiff.state", onJobEvent);
+    api.addEventListener("shielddiff.progress", onJobEvent);
+    app.extensionManager?.registerSidebarTab?.({
+      id: "shielddiff-jobs",
+      icon: "pi pi-shield",
+      title: "ShieldDiff",
+      tooltip: "ShieldDiff training jobs",
+      type: "custom",
+      render: (container) => {
+        state.root = container;
+        render();
+        loadJobs();
+      },
+    });
+  },
+});
