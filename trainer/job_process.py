@@ -75,7 +75,12 @@ class TrainerProcess:
 
     def signal(self, sig: int) -> None:
         try:
-            os.killpg(self.pid, sig)
+            if hasattr(os, "killpg"):
+                os.killpg(self.pid, sig)
+            elif sig == signal.SIGTERM:  # Windows: no process groups or SIGTERM handler; stop it outright
+                self.popen.terminate()
+            else:
+                self.popen.kill()
         except ProcessLookupError:
             pass
 

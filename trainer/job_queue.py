@@ -106,8 +106,8 @@ class JobManager:
             taken = self._reserved_names()
             if (self.loras_dir / f"{lora_name}.safetensors").exists() or lora_name in taken:
                 raise JobError(
-                    f"a LoRA named {lora_name!r} already exists in {self.loras_dir} or is the output of a queued "
-                    "job: choose another output name"
+                    f"a LoRA named {lora_name!r} already exists in {self.loras_dir} or is the output of a queued, "
+                    "running, cancelled or failed job (which can still resume): choose another output name"
                 )
             job_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
             job = JobDir(self.root / job_id)
