@@ -23,7 +23,7 @@ def job_card(page, job_id):
 
 
 def test_panel_shows_live_charts_and_cancels_and_resumes_a_job(comfy_page, comfy, demo_checkpoint):
-    job_id = start_job(comfy, demo_checkpoint.name, "panel-safety", epochs=5)
+    job_id = start_job(comfy, demo_checkpoint.name, "panel-safety", epochs=60)  # long enough to cancel
     page = open_panel(comfy_page)
     card = job_card(page, job_id)
     card.wait_for(timeout=15_000)
@@ -58,6 +58,9 @@ def test_panel_shows_live_charts_and_cancels_and_resumes_a_job(comfy_page, comfy
     card = job_card(page, job_id)
     card.wait_for(timeout=15_000)
     assert card.get_attribute("data-state") == "cancelled"
+    done_before = int(card.inner_text().split("epoch ")[1].split(" of")[0])
+    config = comfy.base_dir / "user" / "shielddiff" / "jobs" / job_id / "config.toml"
+    config.write_text(config.read_text().replace("epochs = 60", f"epochs = {done_before + 1}"))  # finish soon
     card.locator("button.shielddiff-resume").click()
     page.wait_for_selector(
         f'.shielddiff-job[data-job-id="{job_id}"][data-state="done"]', state="attached", timeout=300_000

@@ -92,7 +92,7 @@ def test_training_runs_in_the_background_and_its_lora_loads_in_a_following_workf
 
 
 def test_cancel_stops_the_trainer_keeps_a_checkpoint_and_resume_finishes(comfy, demo_checkpoint):
-    job_id = start_job(comfy, demo_checkpoint.name, "cancel-then-resume", epochs=4)
+    job_id = start_job(comfy, demo_checkpoint.name, "cancel-then-resume", epochs=30)
     pid = trainer_pid(comfy, job_id)
     wait_for(comfy, job_id, ("running",), epoch=1, timeout=120)
     answer = comfy.post(f"/shielddiff/jobs/{job_id}/cancel")
@@ -105,6 +105,8 @@ def test_cancel_stops_the_trainer_keeps_a_checkpoint_and_resume_finishes(comfy, 
     assert cancelled["has_checkpoint"] and cancelled["resumable"]
     assert not (comfy.base_dir / "models" / "loras" / "cancel-then-resume.safetensors").exists()
     assert comfy.post(f"/shielddiff/jobs/{job_id}/cancel").status_code == 409
+    config = comfy.base_dir / "user" / "shielddiff" / "jobs" / job_id / "config.toml"
+    config.write_text(config.read_text().replace("epochs = 30", f"epochs = {cancelled['epoch'] + 1}"))  # finish soon
     answer = comfy.post(f"/shielddiff/jobs/{job_id}/resume")
     assert answer.ok and strict_json(answer)["state"] == "queued", answer.text
     done = wait_for(comfy, job_id, ("done", "failed"), timeout=300)
