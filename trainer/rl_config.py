@@ -59,6 +59,11 @@ class TrainSection:
     batch_size: int = _doc("samples per optimisation step (per process)", 4)
     gradient_accumulation: int = _doc("optimisation batches accumulated per step", 1)
     timestep_fraction: float = _doc("fraction of the denoising steps trained on per sample", 1.0)
+    timestep_batch: int = _doc(
+        "trained timesteps of each sample per UNet call (0: all at once); the same gradient, larger is faster "
+        "on small models and uses more memory",
+        1,
+    )
     inner_epochs: int = _doc("passes over each epoch's samples", 1)
     clip_range: float = _doc("PPO clip range of the importance ratio", 1e-4)
     adv_clip_max: float = _doc("advantages are clipped to +-this", 5.0)
@@ -120,6 +125,7 @@ class RLConfig:
             (1 <= self.train.batch_size <= 256, "train.batch_size", "must be in [1, 256]"),
             (self.train.learning_rate >= 0, "train.learning_rate", "must be >= 0"),
             (0 < self.train.timestep_fraction <= 1, "train.timestep_fraction", "must be in (0, 1]"),
+            (self.train.timestep_batch >= 0, "train.timestep_batch", "must be >= 0 (0: all timesteps in one call)"),
             (self.train.clip_range > 0, "train.clip_range", "must be > 0"),
             (self.train.kl_coef >= 0, "train.kl_coef", "must be >= 0"),
             (self.lora.rank >= 1, "lora.rank", "must be >= 1"),

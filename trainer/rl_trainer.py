@@ -93,10 +93,9 @@ def _setup(config: RLConfig, cache_dir: Path) -> _Models:
 
     from .models import load_pipeline
 
-    steps = max(1, round(config.sample.steps * config.train.timestep_fraction))
     accelerator = Accelerator(
         mixed_precision=config.model.mixed_precision,
-        gradient_accumulation_steps=config.train.gradient_accumulation * steps,
+        gradient_accumulation_steps=config.train.gradient_accumulation * len(_timestep_chunks(config)),
     )
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.model.mixed_precision, torch.float32)
     pipe = load_pipeline(config.model.checkpoint, cache_dir=cache_dir)
@@ -264,12 +263,27 @@ def _advantages(config, acc, tracker, prompts, rewards) -> np.ndarray:
     return adv[acc.process_index * n : (acc.process_index + 1) * n], np.asarray(all_rewards)
 
 
+def _timestep_chunks(config: RLConfig) -> list[range]:
+    """The trained denoising steps of a sample, split into the groups that share one UNet call."""
+    n_train = max(1, round(config.sample.steps * config.train.timestep_fraction))
+    size = config.train.timestep_batch or n_train
+    return [range(k, min(k + size, n_train)) for k in range(0, n_train, size)]
+
+
 def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
+    """PPO-clipped steps over the epoch's samples.
+
+    As in DDPO, the gradient of one optimisation step is the sum over the trained timesteps of
+    its samples, all taken under the same weights; so `train.timestep_batch` timesteps of every
+    sample go through the UNet in one call (one larger batch instead of several small ones),
+    each chunk's loss weighted so the summed gradient is the same whatever the chunk size.
+    """
     acc, unet, scheduler = models.accelerator, models.unet, models.pipe.scheduler
     latents, old_logps = samples["latents"], samples["log_probs"]
     embeds, timesteps = samples["prompt_embeds"], samples["timesteps"]
     total, steps = latents.shape[0], timesteps.shape[0]
-    n_train = max(1, round(steps * config.train.timestep_fraction))
+    chunks = _timestep_chunks(config)
+    n_train = chunks[-1].stop
     adv = clip_advantages(
         torch.as_tensor(advantages, dtype=torch.float32, device=acc.device), config.train.adv_clip_max
     )
@@ -281,28 +295,30 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
         chosen = torch.stack([torch.randperm(steps, generator=gen)[:n_train] for _ in range(total)])
         for start in range(0, total, config.train.batch_size):
             idx = order[start : start + config.train.batch_size]
-            negative = models.negative_embeds.expand(len(idx), -1, -1)
-            for k in range(n_train):
+            for chunk in chunks:
                 if stop.stop:
                     raise TrainingCancelled
-                j = chosen[idx, k]
-                x_t = latents[idx, j].to(acc.device)
-                x_prev = latents[idx, j + 1].to(acc.device)
+                j = chosen[idx][:, chunk.start : chunk.stop].reshape(-1)  # sample-major: (sample, timestep)
+                rows = idx.repeat_interleave(len(chunk))
+                x_t = latents[rows, j].to(acc.device)
+                x_prev = latents[rows, j + 1].to(acc.device)
                 t = timesteps[j].to(acc.device)
+                negative = models.negative_embeds.expand(len(rows), -1, -1)
                 with acc.accumulate(unet), acc.autocast():
-                    eps = guided_eps(unet, x_t, t, embeds[idx], negative, config.sample.guidance)
+                    eps = guided_eps(unet, x_t, t, embeds[rows], negative, config.sample.guidance)
                     _, logp = _step_logprob(scheduler, eps, t, x_t, x_prev, config.sample.eta)
-                    loss, info = ppo_loss(adv[idx], logp, old_logps[idx, j].to(acc.device), config.train.clip_range)
+                    loss, info = ppo_loss(adv[rows], logp, old_logps[rows, j].to(acc.device), config.train.clip_range)
                     kl = torch.zeros((), device=acc.device)
                     if config.train.kl_coef > 0:
                         base = acc.unwrap_model(unet)
                         base.disable_adapters()
                         with torch.no_grad():
-                            eps_ref = guided_eps(base, x_t, t, embeds[idx], negative, config.sample.guidance)
+                            eps_ref = guided_eps(base, x_t, t, embeds[rows], negative, config.sample.guidance)
                         base.enable_adapters()
                         kl = ((eps.float() - eps_ref.float()) ** 2).mean()
                         loss = loss + config.train.kl_coef * kl
-                    acc.backward(loss)
+                    # a chunk's mean counts as many timesteps as it holds (the accumulator divides by the calls)
+                    acc.backward(loss * (len(chunk) * len(chunks) / n_train))
                     if acc.sync_gradients:
                         acc.clip_grad_norm_(unet.parameters(), config.train.max_grad_norm)
                     models.optimizer.step()
@@ -374,7 +390,7 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
         snapshot, done = _snapshot(models, tracker), start
         try:
             for epoch in tqdm(range(start, total), initial=start, total=total, disable=not main, desc="epochs"):
-                began = time.perf_counter()
+                began, began_cpu = time.perf_counter(), time.process_time()
                 batches, results = _sample_epoch(config, models, mixer, reward_fn, epoch, stop)
                 rewards = np.concatenate([r for r, _ in results])
                 parts = {k: np.concatenate([p[k] for _, p in results]) for k in results[0][1]}
@@ -402,6 +418,7 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                         **train_stats,
                         "samples_per_s": len(rewards) * acc.num_processes / seconds,
                         "epoch_seconds": seconds,
+                        "cpu_seconds": time.process_time() - began_cpu,  # this process, all its threads
                         "peak_memory_mb": _peak_memory_mb(acc.device),
                     }
                     if "is_nude" in parts:
