@@ -70,5 +70,5 @@ def test_regeneration_with_another_model_changes_the_latent(pipe):
 
 @pytest.mark.parametrize(("steps", "strength"), [(0, 0.5), (10, 1.5), (2000, 1.0)])
 def test_bad_steps_or_strength_are_refused(steps, strength):
-    with pytest.raises(ValueError, match="steps|strength"):
+    with pytest.raises(ValueError, match=r"steps|strength"):
         inversion_timesteps(1000, steps, strength)
