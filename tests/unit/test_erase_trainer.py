@@ -153,7 +153,8 @@ def test_bad_settings_are_named(pipeline, override, message):
 
 
 def test_the_esd_preset_is_the_same_objective_with_a_negative_target_and_no_constraint(pipeline):
-    config = load_config(None, settings(pipeline), preset="esd").validate()
+    plain = [s for s in settings(pipeline) if not s.startswith("erase.alternatives")]
+    config = load_config(None, plain, preset="esd").validate()
     assert (config.train.method, config.erase.alternatives, config.erase.eta, config.erase.lambda_uncond) == (
         "all-but-one",
         [],
@@ -161,3 +162,5 @@ def test_the_esd_preset_is_the_same_objective_with_a_negative_target_and_no_cons
         0.0,
     )
     assert config.erase.concepts == ["nudity", "naked person"]  # the concept still comes from the settings
+    overridden = load_config(None, [*plain, "erase.eta=-2.0"], preset="esd")
+    assert overridden.erase.eta == -2.0  # --set comes after the preset
