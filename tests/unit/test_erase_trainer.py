@@ -164,3 +164,42 @@ def test_the_esd_preset_is_the_same_objective_with_a_negative_target_and_no_cons
     assert config.erase.concepts == ["nudity", "naked person"]  # the concept still comes from the settings
     overridden = load_config(None, [*plain, "erase.eta=-2.0"], preset="esd")
     assert overridden.erase.eta == -2.0  # --set comes after the preset
+
+
+def test_sigterm_through_the_cli_leaves_a_checkpoint_and_resume_finishes(pipeline, tmp_path):
+    """`python -m trainer train` dispatches on train.method; SIGTERM mid-run gives exit 143, the state
+    "cancelled", a loadable checkpoint and no LoRA; --resume then finishes and writes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from comfy_harness import REPO
+
+    job, out = tmp_path / "job", tmp_path / "loras" / "erased.safetensors"
+    sets = [*settings(pipeline, "erase.iterations=2", "train.batch_size=1"), f'output.lora_path="{out}"']
+    base = [sys.executable, "-m", "trainer", "train", "--job-dir", str(job), *[a for s in sets for a in ("--set", s)]]
+    proc = subprocess.Popen(
+        [*base, "--set", "train.epochs=500"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (job / "metrics.jsonl").exists():
+            time.sleep(0.5)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, output[-2000:]
+    status = json.loads((job / "status.json").read_text())
+    assert status["state"] == "cancelled" and status["epoch"] >= 1
+    assert load_file(str(JobDir(job).latest_checkpoint() / "lora.safetensors"))
+    assert not out.exists()
+    done = subprocess.run(
+        [*base, "--set", f"train.epochs={status['epoch'] + 1}", "--resume"], cwd=REPO, capture_output=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((job / "status.json").read_text())["state"] == "done"
+    assert read_lora(out).metadata["shielddiff.method"] == "all-but-one"
