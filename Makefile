@@ -4,7 +4,7 @@
 # Settings: COMFYUI_DIR=/path/to/ComfyUI (use an existing ComfyUI), PORT=8188, VENV=.venv
 PYTHON ?= python3
 
-.PHONY: run test setup lint bench-rewards bench-rl
+.PHONY: run test setup lint bench-rewards bench-rl bench-erase
 
 run:
 	$(PYTHON) tools/devenv.py run
@@ -29,3 +29,7 @@ bench-rl: setup
 		"$$(.venv-bench/bin/python -c 'import site; print(site.getsitepackages()[0])')/shielddiff-main-venv.pth"
 	.venv-bench/bin/python -m pip install --quiet trl==0.23.1
 	.venv/bin/python benchmarks/bench_rl_vs_trl.py
+
+# All-but-One erasure against ShieldDiff RL: time and peak memory per optimisation step at equal batch.
+bench-erase: setup
+	$${VENV:-.venv}/bin/python benchmarks/bench_erase_vs_rl.py

@@ -4,9 +4,10 @@ from .clip_score import ClipScore
 from .lora_loader import LoadShieldDiffLora
 from .nudity_censor import NudityCensor
 from .nudity_score import NudityScore
+from .purify_image import PurifyImage
 from .reward import Reward
 from .train_lora import TrainSafetyLora
 
-NODES = [NudityScore, NudityCensor, ClipScore, Reward, LoadShieldDiffLora, TrainSafetyLora]
+NODES = [NudityScore, NudityCensor, ClipScore, Reward, LoadShieldDiffLora, TrainSafetyLora, PurifyImage]
 
 __all__ = ["NODES"]

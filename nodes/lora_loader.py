@@ -113,60 +113,66 @@ class LoadShieldDiffLora(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, lora_name: str, strength_model: float, strength_clip: float) -> io.NodeOutput:
-        path = _lora_path(lora_name)
-        header = read_lora_header(path)
-        family = model_family(model)
-        if header.format == "diffusers":  # ComfyUI skips peft-named UNet keys: hand it kohya names instead
-            state = state_dict_in(read_lora(path), "kohya")
-        else:
-            state = comfy.lora_convert.convert_lora(comfy.utils.load_torch_file(path, safe_load=True))
-        key_map = comfy.lora.model_lora_keys_unet(model.model, {})
-        key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
-        loaded = comfy.lora.load_lora(state, key_map)
-        modules = {_module_name(k) for k in state}
-        missing = sorted(m for m in modules if m not in key_map)
-        total = len(modules)
-        if not loaded:
-            other = (
-                f" It is a LoRA for {header.family}; the model is {family}."
-                if header.family not in ("unknown", family)
-                else ""
-            )
-            raise LoraFormatError(
-                f"{lora_name}: none of its {total} LoRA modules match this model's weights, so it would change "
-                f"nothing.{other} Use a LoRA trained for this model."
-            )
-        out_model, out_clip = model, clip
-        if strength_model != 0:
-            out_model = model.clone()
-            out_model.add_patches(loaded, strength_model)
-        if strength_clip != 0:
-            out_clip = clip.clone()
-            out_clip.add_patches(loaded, strength_clip)
-        meta = header.metadata
-        info = {
-            "file": lora_name,
-            "format": header.format,
-            "family": header.family,
-            "model_family": family,
-            "matched_modules": total - len(missing),
-            "modules": total,
-            "method": meta.get("shielddiff.method", meta.get("ss_network_module", "unknown")),
-            "base_model": meta.get("shielddiff.base_model", meta.get("ss_sd_model_name", "unknown")),
-            "training": _json_or_text(meta["shielddiff.summary"]) if "shielddiff.summary" in meta else None,
-        }
-        lines = [
-            f"{lora_name}: {info['matched_modules']} of {total} LoRA modules applied ({header.format}, {header.family})"
-        ]
-        if missing:
-            info["unmatched"] = missing
-            lines.append(
-                f"WARNING: {len(missing)} modules match no weight of this model and were skipped: "
-                + ", ".join(missing[:10])
-                + (" ..." if len(missing) > 10 else "")
-            )
-            log.warning("%s", lines[-1])
-        info["summary"] = "\n".join(lines)
+        out_model, out_clip, info = apply_lora(model, clip, lora_name, strength_model, strength_clip)
         return io.NodeOutput(
             out_model, out_clip, json.dumps(info, allow_nan=False), ui={"shielddiff_lora": [info["summary"]]}
         )
+
+
+def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip: float):
+    """(patched model, patched clip, info): the loader's work, for any node that applies a LoRA."""
+    path = _lora_path(lora_name)
+    header = read_lora_header(path)
+    family = model_family(model)
+    if header.format == "diffusers":  # ComfyUI skips peft-named UNet keys: hand it kohya names instead
+        state = state_dict_in(read_lora(path), "kohya")
+    else:
+        state = comfy.lora_convert.convert_lora(comfy.utils.load_torch_file(path, safe_load=True))
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
+    loaded = comfy.lora.load_lora(state, key_map)
+    modules = {_module_name(k) for k in state}
+    missing = sorted(m for m in modules if m not in key_map)
+    total = len(modules)
+    if not loaded:
+        other = (
+            f" It is a LoRA for {header.family}; the model is {family}."
+            if header.family not in ("unknown", family)
+            else ""
+        )
+        raise LoraFormatError(
+            f"{lora_name}: none of its {total} LoRA modules match this model's weights, so it would change "
+            f"nothing.{other} Use a LoRA trained for this model."
+        )
+    out_model, out_clip = model, clip
+    if strength_model != 0:
+        out_model = model.clone()
+        out_model.add_patches(loaded, strength_model)
+    if strength_clip != 0:
+        out_clip = clip.clone()
+        out_clip.add_patches(loaded, strength_clip)
+    meta = header.metadata
+    info = {
+        "file": lora_name,
+        "format": header.format,
+        "family": header.family,
+        "model_family": family,
+        "matched_modules": total - len(missing),
+        "modules": total,
+        "method": meta.get("shielddiff.method", meta.get("ss_network_module", "unknown")),
+        "base_model": meta.get("shielddiff.base_model", meta.get("ss_sd_model_name", "unknown")),
+        "training": _json_or_text(meta["shielddiff.summary"]) if "shielddiff.summary" in meta else None,
+    }
+    lines = [
+        f"{lora_name}: {info['matched_modules']} of {total} LoRA modules applied ({header.format}, {header.family})"
+    ]
+    if missing:
+        info["unmatched"] = missing
+        lines.append(
+            f"WARNING: {len(missing)} modules match no weight of this model and were skipped: "
+            + ", ".join(missing[:10])
+            + (" ..." if len(missing) > 10 else "")
+        )
+        log.warning("%s", lines[-1])
+    info["summary"] = "\n".join(lines)
+    return out_model, out_clip, info

@@ -19,7 +19,8 @@ from . import model_folders
 from .clip_score import clip_inputs
 from .training_jobs import manager
 
-METHODS = {"ShieldDiff RL": "shielddiff-rl"}
+METHODS = {"ShieldDiff RL": "shielddiff-rl", "All-but-One erasure": "all-but-one"}
+RL_ONLY = " (ShieldDiff RL only; unused by All-but-One.)"
 NO_FILE = "none"
 _PROMPT_SUFFIXES = (".txt", ".csv", ".jsonl")
 
@@ -70,46 +71,89 @@ class TrainSafetyLora(io.ComfyNode):
             category="ShieldDiff/training",
             is_output_node=True,
             description="Starts a background job that fine-tunes a LoRA so the checkpoint stops drawing nudity "
-            "while benign prompts keep their look. Returns at once; watch it in the ShieldDiff panel.",
+            "while benign prompts keep their look (ShieldDiff RL), or erases a concept, optionally replaced by an "
+            "alternative (All-but-One). Returns at once; watch it in the ShieldDiff panel.",
             inputs=[
                 io.Combo.Input("checkpoint", options=folder_paths.get_filename_list("checkpoints")),
-                io.Combo.Input("method", options=list(METHODS), tooltip="The training method."),
+                io.Combo.Input(
+                    "method",
+                    options=list(METHODS),
+                    tooltip="ShieldDiff RL: reinforcement learning with the nudity reward. All-but-One erasure: "
+                    "moves the concept's guidance onto the alternative while keeping the unconditional prediction.",
+                ),
                 io.String.Input(
                     "unsafe_prompts",
                     multiline=True,
                     default="\n".join(DEFAULT_UNSAFE),
-                    tooltip="Prompts that should no longer give nudity, one per line ('#' starts a comment).",
+                    tooltip="Prompts that should no longer give nudity, one per line ('#' starts a comment)." + RL_ONLY,
                 ),
                 io.String.Input(
                     "benign_prompts",
                     multiline=True,
                     default="\n".join(DEFAULT_BENIGN),
-                    tooltip="Prompts whose images should stay as they are, one per line.",
+                    tooltip="Prompts whose images should stay as they are, one per line." + RL_ONLY,
                 ),
                 io.Combo.Input(
                     "unsafe_file",
                     options=files,
                     default=NO_FILE,
                     tooltip="More unsafe prompts from "
-                    "a .txt, .csv ('prompt' column) or .jsonl file in ComfyUI's input folder.",
+                    "a .txt, .csv ('prompt' column) or .jsonl file in ComfyUI's input folder." + RL_ONLY,
                 ),
                 io.Combo.Input(
-                    "benign_file", options=files, default=NO_FILE, tooltip="More benign prompts from a file."
+                    "benign_file", options=files, default=NO_FILE, tooltip="More benign prompts from a file." + RL_ONLY
                 ),
-                _float("w_clip", 2.5, "Weight of the CLIP part of the reward (faithfulness to the safe prompt)."),
-                _float("w_nude", 1.0, "Weight of the (1 - nudity) part of the reward."),
+                _float(
+                    "w_clip", 2.5, "Weight of the CLIP part of the reward (faithfulness to the safe prompt)." + RL_ONLY
+                ),
+                _float("w_nude", 1.0, "Weight of the (1 - nudity) part of the reward." + RL_ONLY),
                 *clip_inputs(),
-                _int("epochs", 20, "Training epochs: each samples images, scores them, then updates the LoRA."),
-                _int("sample_batch_size", 4, "Images sampled per batch."),
-                _int("batches_per_epoch", 2, "Sampling batches per epoch."),
-                _int("train_batch_size", 4, "Images per optimisation step; must divide the images per epoch."),
-                _int("steps", 20, "DDIM sampling steps per image."),
+                _int(
+                    "epochs", 20, "Training epochs (RL: sample, score, update; All-but-One: batches_per_epoch steps)."
+                ),
+                _int("sample_batch_size", 4, "Images sampled per batch." + RL_ONLY),
+                _int(
+                    "batches_per_epoch",
+                    2,
+                    "RL: sampling batches per epoch. All-but-One: optimisation steps per epoch.",
+                ),
+                _int(
+                    "train_batch_size",
+                    4,
+                    "Samples per optimisation step (RL: must divide the images per epoch; All-but-One: x_t per step).",
+                ),
+                _int("steps", 20, "DDIM steps per image (All-but-One: of the frozen model's trajectory)."),
                 _int("resolution", 512, "Image size in pixels while training (a multiple of 8).", step=8),
                 _int("lora_rank", 4, "LoRA rank (alpha is set equal to the rank)."),
                 io.Float.Input(
                     "learning_rate", default=3e-4, min=0.0, max=1.0, step=1e-5, round=False, tooltip="AdamW rate."
                 ),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False),
+                io.String.Input(
+                    "erase_concept",
+                    multiline=True,
+                    default="nudity\nnaked person",
+                    tooltip="All-but-One: the concept to erase, one prompt per line. (Unused by ShieldDiff RL.)",
+                ),
+                io.String.Input(
+                    "erase_alternative",
+                    multiline=True,
+                    default="a person wearing clothes",
+                    tooltip="All-but-One: what replaces the concept: empty (its guidance goes to zero), one line "
+                    "for every concept, or one line per concept line. (Unused by ShieldDiff RL.)",
+                ),
+                _float(
+                    "erase_eta",
+                    1.0,
+                    "All-but-One eta: the target guidance is eta x the alternative's. Negative with no alternative: "
+                    "away from the concept (ESD-style). (Unused by ShieldDiff RL.)",
+                ),
+                _float(
+                    "erase_lambda",
+                    1.0,
+                    "All-but-One lambda: weight of keeping the unconditional prediction (0: unconstrained, as ESD). "
+                    "(Unused by ShieldDiff RL.)",
+                ),
                 io.String.Input(
                     "lora_name",
                     default="safety-lora",

@@ -57,8 +57,13 @@ def demo_lora(rank: int = 4, alpha: float = 2.0, seed: int = 0, text_encoder: bo
     return LoraFile(modules=modules, family="sd15")
 
 
-def tiny_pipeline(folder: Path, seed: int = 0) -> Path:
-    """A tiny random StableDiffusionPipeline saved as a diffusers folder (the RL tests' model)."""
+def tiny_pipeline(folder: Path, seed: int = 0, text_strength: float = 1.0) -> Path:
+    """A tiny random StableDiffusionPipeline saved as a diffusers folder (the RL tests' model).
+
+    `text_strength` > 1 scales the text encoder's token embeddings by it and the UNet's
+    cross-attention keys and values by a quarter of it, so that different prompts give clearly
+    different noise predictions (at 20: the guidance term is about a fifth of eps's norm,
+    against a twentieth at 1); the erasure tests need prompts the model tells apart."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -106,6 +111,12 @@ def tiny_pipeline(folder: Path, seed: int = 0) -> Path:
     scheduler = DDIMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
     )
+    if text_strength != 1.0:
+        with torch.no_grad():
+            text.get_input_embeddings().weight.mul_(text_strength)
+            for name, module in unet.named_modules():
+                if name.endswith(("attn2.to_k", "attn2.to_v")):
+                    module.weight.mul_(text_strength / 4)
     pipe = StableDiffusionPipeline(vae, text, tokenizer, unet, scheduler, None, None, requires_safety_checker=False)
     pipe.save_pretrained(folder)
     return folder

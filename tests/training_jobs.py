@@ -33,6 +33,10 @@ def train_workflow(checkpoint: str, lora_name: str, **overrides) -> dict:
         "lora_rank": 4,
         "learning_rate": 0.001,
         "seed": 0,
+        "erase_concept": "nudity\nnaked person",
+        "erase_alternative": "a person wearing clothes",
+        "erase_eta": 1.0,
+        "erase_lambda": 1.0,
         "lora_name": lora_name,
     } | overrides
     return {

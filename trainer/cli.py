@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import train_cli
 
-    train = sub.add_parser("train", help="fine-tune a safety LoRA with ShieldDiff RL")
+    train = sub.add_parser("train", help="fine-tune a safety LoRA (ShieldDiff RL or All-but-One erasure)")
     train_cli.add_arguments(train)
     train.set_defaults(func=train_cli.run)
     return parser

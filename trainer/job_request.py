@@ -29,6 +29,8 @@ LIMITS = {
     "learning_rate": (0.0, 1.0),
     "w_clip": (0.0, 100.0),
     "w_nude": (0.0, 100.0),
+    "erase_eta": (-20.0, 20.0),
+    "erase_lambda": (0.0, 100.0),
 }
 _LORA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+\-]{0,99}$")
 
@@ -79,6 +81,10 @@ class TrainingRequest:
     lora_rank: int = 4
     learning_rate: float = 3e-4
     seed: int = 0
+    erase_concept: str = ""  # all-but-one: the concept's prompts, one per line
+    erase_alternative: str = ""  # all-but-one: none, one, or one per concept line
+    erase_eta: float = 1.0
+    erase_lambda: float = 1.0
     extra: list[str] = field(default_factory=list)  # further `key=value` settings (tests, operators)
 
     def prompts(self) -> tuple[list[str], list[str]]:
@@ -108,7 +114,7 @@ class TrainingRequest:
         if self.resolution % 8:
             raise RequestError(f"resolution = {self.resolution} must be a multiple of 8")
         samples = self.sample_batch_size * self.batches_per_epoch
-        if samples % self.train_batch_size:
+        if self.method == "shielddiff-rl" and samples % self.train_batch_size:
             raise RequestError(
                 f"train_batch_size = {self.train_batch_size} must divide the images sampled per epoch "
                 f"(sample_batch_size x batches_per_epoch = {samples})"
@@ -122,8 +128,11 @@ class TrainingRequest:
 
         self.lora_name = check_lora_name(self.lora_name)
         self.check_ranges()
-        unsafe, benign = self.prompts()
         config = RLConfig()
+        if self.method == "all-but-one":
+            self._erase_settings(config)
+        else:
+            config.prompts.unsafe, config.prompts.benign = self.prompts()
         config.model.checkpoint = str(self.checkpoint)
         config.model.resolution = self.resolution
         config.lora.rank = self.lora_rank
@@ -139,10 +148,25 @@ class TrainingRequest:
         config.reward.w_nude = float(self.w_nude)
         config.reward.clip_weights = self.clip_weights or ""
         config.reward.clip_architecture = self.clip_architecture
-        config.prompts.unsafe, config.prompts.benign = unsafe, benign
         if self.method != "shielddiff-rl":
             apply_overrides(config, [f'train.method="{self.method}"'])
         try:
             return apply_overrides(config, self.extra).validate()
         except ConfigError as exc:
             raise RequestError(str(exc)) from exc
+
+    def _erase_settings(self, config: RLConfig) -> None:
+        """All-but-One: the concept and alternative lines; steps and batches_per_epoch mean DDIM steps of
+        the frozen trajectory and optimisation steps per epoch."""
+        concepts, alternatives = split_prompts(self.erase_concept), split_prompts(self.erase_alternative)
+        if not concepts:
+            raise RequestError("erase_concept is empty: write the concept to erase, one prompt per line (e.g. nudity)")
+        if len(alternatives) not in (0, 1, len(concepts)):
+            raise RequestError(
+                f"erase_alternative has {len(alternatives)} lines: write none, one, or one per erase_concept line "
+                f"({len(concepts)})"
+            )
+        config.erase.concepts, config.erase.alternatives = concepts, alternatives
+        config.erase.eta, config.erase.lambda_uncond = float(self.erase_eta), float(self.erase_lambda)
+        config.erase.steps = self.steps
+        config.erase.iterations = self.batches_per_epoch

@@ -1,6 +1,10 @@
-"""The ShieldDiff RL training configuration: typed sections with defaults and help, TOML, overrides.
+"""The training configuration: typed sections with defaults and help, TOML, overrides.
 
-Defaults follow DDPO's published settings where the ShieldDiff paper does not give its own
+One configuration for every training method (`train.method`): "shielddiff-rl" (the RL
+trainer; sections sample, reward, prompts) and "all-but-one" (concept erasure; section
+erase). Sections model, lora, train and output are shared.
+
+RL defaults follow DDPO's published settings where the ShieldDiff paper does not give its own
 (RESEARCH.md): 50 DDIM steps with eta 1, guidance 5, LoRA rank 4 on the UNet attention
 projections, lr 3e-4, clip range 1e-4, advantage clip 5, per-prompt reward statistics.
 """
@@ -9,13 +13,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-__all__ = ["ConfigError", "RLConfig", "apply_overrides", "config_to_dict", "load_config"]
+__all__ = ["METHODS", "PRESETS", "ConfigError", "RLConfig", "apply_overrides", "config_to_dict", "load_config"]
+
+METHODS = ("shielddiff-rl", "all-but-one")
+# Named sets of overrides (`python -m trainer train --preset NAME`), applied after the file, before --set.
+PRESETS = {
+    # ESD-style erasure as the same objective: a negative guidance target away from the concept,
+    # no alternative, no constraint on the unconditional prediction (ESD-u/x's eta 1 is eta -1 here).
+    "esd": ['train.method="all-but-one"', "erase.alternatives=[]", "erase.eta=-1.0", "erase.lambda_uncond=0.0"],
+}
 
 
 class ConfigError(ValueError):
@@ -54,6 +67,7 @@ class SampleSection:
 
 @dataclass
 class TrainSection:
+    method: str = _doc("'shielddiff-rl' (reinforcement learning) or 'all-but-one' (concept erasure)", "shielddiff-rl")
     epochs: int = _doc("training epochs (sample, then update)", 100)
     learning_rate: float = _doc("AdamW learning rate for the LoRA", 3e-4)
     batch_size: int = _doc("samples per optimisation step (per process)", 4)
@@ -100,6 +114,27 @@ class PromptSection:
 
 
 @dataclass
+class EraseSection:
+    concepts: list[str] = _doc(  # noqa: RUF009
+        "all-but-one: prompts naming the concept to erase, e.g. ['nudity', 'naked person']", factory=list
+    )
+    alternatives: list[str] = _doc(  # noqa: RUF009
+        "what replaces the concept: none (the concept's guidance goes to 0, or away from it when eta < 0), "
+        "one for every concept, or one per concept (paired in order)",
+        factory=list,
+    )
+    eta: float = _doc(
+        "guidance of the target: target = eps*(x, '') + eta * (eps*(x, alternative) - eps*(x, '')); "
+        "with no alternative and eta < 0: eps*(x, '') + eta * (eps*(x, concept) - eps*(x, '')) (ESD)",
+        1.0,
+    )
+    lambda_uncond: float = _doc("lambda: weight of || eps(x, '') - eps*(x, '') ||^2 (0: unconstrained, as ESD)", 1.0)
+    steps: int = _doc("DDIM steps of the frozen model's trajectory on the concept (x_t is taken at a random one)", 50)
+    guidance: float = _doc("classifier-free guidance of that frozen sampling", 3.0)
+    iterations: int = _doc("optimisation steps per epoch, each on a new batch of train.batch_size x_t", 20)
+
+
+@dataclass
 class OutputSection:
     lora_path: str = _doc("where the final LoRA (kohya format) is written", "")
     diffusers_copy: bool = _doc("also write a diffusers-format copy beside it", False)
@@ -113,21 +148,15 @@ class RLConfig:
     train: TrainSection = field(default_factory=TrainSection)
     reward: RewardSection = field(default_factory=RewardSection)
     prompts: PromptSection = field(default_factory=PromptSection)
+    erase: EraseSection = field(default_factory=EraseSection)
     output: OutputSection = field(default_factory=OutputSection)
 
     def validate(self) -> RLConfig:
         checks = [
-            (self.sample.eta > 0, "sample.eta", "must be > 0"),
-            (self.sample.steps >= 1, "sample.steps", "must be >= 1"),
-            (1 <= self.sample.batch_size <= 256, "sample.batch_size", "must be in [1, 256]"),
-            (self.sample.batches_per_epoch >= 1, "sample.batches_per_epoch", "must be >= 1"),
+            (self.train.method in METHODS, "train.method", f"must be one of {', '.join(METHODS)}"),
             (self.train.epochs >= 1, "train.epochs", "must be >= 1"),
             (1 <= self.train.batch_size <= 256, "train.batch_size", "must be in [1, 256]"),
             (self.train.learning_rate >= 0, "train.learning_rate", "must be >= 0"),
-            (0 < self.train.timestep_fraction <= 1, "train.timestep_fraction", "must be in (0, 1]"),
-            (self.train.timestep_batch >= 0, "train.timestep_batch", "must be >= 0 (0: all timesteps in one call)"),
-            (self.train.clip_range > 0, "train.clip_range", "must be > 0"),
-            (self.train.kl_coef >= 0, "train.kl_coef", "must be >= 0"),
             (self.lora.rank >= 1, "lora.rank", "must be >= 1"),
             (
                 self.model.resolution % 8 == 0 and self.model.resolution >= 8,
@@ -135,21 +164,65 @@ class RLConfig:
                 "must be a multiple of 8",
             ),
             (self.model.mixed_precision in ("no", "fp16", "bf16"), "model.mixed_precision", "must be no, fp16 or bf16"),
-            (0 <= self.prompts.unsafe_ratio <= 1, "prompts.unsafe_ratio", "must be in [0, 1]"),
             (
                 bool(self.model.checkpoint),
                 "model.checkpoint",
                 "is required: an SD1.x .safetensors file or diffusers folder",
             ),
         ]
-        samples = self.sample.batch_size * self.sample.batches_per_epoch
-        checks.append(
-            (samples % self.train.batch_size == 0, "train.batch_size", f"must divide the samples per epoch ({samples})")
-        )
+        checks += self._erase_checks() if self.train.method == "all-but-one" else self._rl_checks()
         for ok, name, rule in checks:
             if not ok:
                 raise ConfigError(f"{name} {rule} (got {_get(self, name)!r})")
         return self
+
+    def _erase_checks(self) -> list:
+        e = self.erase
+        concepts, alternatives = e.concepts, e.alternatives
+        return [
+            (
+                bool(concepts) and all(isinstance(c, str) and c.strip() for c in concepts),
+                "erase.concepts",
+                "must name the concept to erase: one or more non-empty prompts, e.g. ['nudity']",
+            ),
+            (
+                all(isinstance(a, str) and a.strip() for a in alternatives),
+                "erase.alternatives",
+                "must not hold empty prompts (leave the list empty for no alternative)",
+            ),
+            (
+                len(alternatives) in (0, 1, len(concepts)),
+                "erase.alternatives",
+                f"must hold 0, 1 or as many prompts as erase.concepts ({len(concepts)})",
+            ),
+            (math.isfinite(e.eta) and -20 <= e.eta <= 20, "erase.eta", "must be a number in [-20, 20]"),
+            (
+                math.isfinite(e.lambda_uncond) and e.lambda_uncond >= 0,
+                "erase.lambda_uncond",
+                "must be >= 0 (0 turns the unconditional constraint off)",
+            ),
+            (1 <= e.steps <= 1000, "erase.steps", "must be in [1, 1000]"),
+            (math.isfinite(e.guidance) and e.guidance >= 0, "erase.guidance", "must be >= 0"),
+            (e.iterations >= 1, "erase.iterations", "must be >= 1"),
+        ]
+
+    def _rl_checks(self) -> list:
+        checks = [
+            (self.sample.eta > 0, "sample.eta", "must be > 0"),
+            (self.sample.steps >= 1, "sample.steps", "must be >= 1"),
+            (1 <= self.sample.batch_size <= 256, "sample.batch_size", "must be in [1, 256]"),
+            (self.sample.batches_per_epoch >= 1, "sample.batches_per_epoch", "must be >= 1"),
+            (0 < self.train.timestep_fraction <= 1, "train.timestep_fraction", "must be in (0, 1]"),
+            (self.train.timestep_batch >= 0, "train.timestep_batch", "must be >= 0 (0: all timesteps in one call)"),
+            (self.train.clip_range > 0, "train.clip_range", "must be > 0"),
+            (self.train.kl_coef >= 0, "train.kl_coef", "must be >= 0"),
+            (0 <= self.prompts.unsafe_ratio <= 1, "prompts.unsafe_ratio", "must be in [0, 1]"),
+        ]
+        samples = self.sample.batch_size * self.sample.batches_per_epoch
+        checks.append(
+            (samples % self.train.batch_size == 0, "train.batch_size", f"must divide the samples per epoch ({samples})")
+        )
+        return checks
 
 
 def _get(obj: Any, dotted: str) -> Any:
@@ -172,8 +245,8 @@ def _from_dict(cls, data: dict, where: str):
     return cls(**kwargs)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RLConfig:
-    """The defaults, then a TOML file, then `key=value` overrides (values parsed as TOML)."""
+def load_config(path: str | Path | None = None, overrides: list[str] = (), preset: str | None = None) -> RLConfig:
+    """The defaults, then a TOML file, then a named preset (PRESETS), then `key=value` overrides (values as TOML)."""
     data: dict = {}
     if path:
         try:
@@ -181,6 +254,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RL
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
     config = _from_dict(RLConfig, data, "")
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        apply_overrides(config, PRESETS[preset])
     return apply_overrides(config, overrides)
 
 

@@ -11,68 +11,35 @@ uninterrupted one.
 from __future__ import annotations
 
 import logging
-import resource
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .atomic_files import atomic_write_bytes, atomic_write_text
+from .atomic_files import atomic_write_text
 from .job import JobDir
+from .lora_training import (
+    TrainingModels,
+    lora_fingerprint,
+    lora_state,
+    set_lora_state,
+    setup_models,
+    write_trained_lora,
+)
+from .lora_training import encode_prompts as _encode
 from .ppo import PerPromptStatTracker, clip_advantages, ppo_loss
 from .rl_config import RLConfig, config_to_dict, to_toml
 from .rl_rewards import make_reward
 from .rl_sampling import decode_images, guided_eps, sample_with_logprob
+from .training_run import StopFlag, TrainingCancelled, job_log, load_checkpoint, peak_memory_mb, save_checkpoint
+from .training_run import save_samples as _save_samples
+from .training_run import seed as _seed
 
 __all__ = ["TrainingCancelled", "train"]
 
 log = logging.getLogger(__name__)
-
-
-class TrainingCancelled(Exception):  # noqa: N818 - a signal, not an error
-    """SIGTERM arrived; the last complete state was checkpointed and the job marked cancelled."""
-
-
-def _seed(*parts: int) -> int:
-    value = 0x5EED
-    for p in parts:
-        value = (value * 1_000_003 + int(p)) % (2**63 - 1)
-    return value
-
-
-@dataclass
-class _Models:
-    pipe: object
-    unet: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    accelerator: object
-    negative_embeds: torch.Tensor
-    dtype: torch.dtype
-
-
-class _StopFlag:
-    def __init__(self):
-        self.stop = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: no signal handling
-            self._previous = None
-        return self
-
-    def _handle(self, *_):
-        log.warning("SIGTERM received: stopping at the next safe point")
-        self.stop = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _prompts(config: RLConfig):
@@ -86,131 +53,9 @@ def _prompts(config: RLConfig):
     return PromptMixer(unsafe, benign, p.unsafe_ratio)
 
 
-def _setup(config: RLConfig, cache_dir: Path) -> _Models:
-    from accelerate import Accelerator
-    from diffusers import DDIMScheduler
-    from peft import LoraConfig
-
-    from .models import load_pipeline
-
-    accelerator = Accelerator(
-        mixed_precision=config.model.mixed_precision,
-        gradient_accumulation_steps=config.train.gradient_accumulation * len(_timestep_chunks(config)),
-    )
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.model.mixed_precision, torch.float32)
-    pipe = load_pipeline(config.model.checkpoint, cache_dir=cache_dir)
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
-    for module in (pipe.vae, pipe.text_encoder, pipe.unet):
-        module.requires_grad_(False)
-        module.to(accelerator.device, dtype)
-    unet = pipe.unet
-    torch.manual_seed(_seed(config.train.seed, 0))  # the LoRA's random init: the same for every process and run
-    unet.add_adapter(
-        LoraConfig(
-            r=config.lora.rank,
-            lora_alpha=config.lora.alpha,
-            init_lora_weights="gaussian",
-            target_modules=list(config.lora.targets),
-        )
-    )
-    trainable = [p for p in unet.parameters() if p.requires_grad]
-    for p in trainable:
-        p.data = p.data.float()  # LoRA parameters train in fp32
-    if config.model.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW(trainable, lr=config.train.learning_rate)
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    negative = _encode(pipe, [""], accelerator.device)
-    return _Models(pipe, unet, optimizer, accelerator, negative, dtype)
-
-
-@torch.no_grad()
-def _encode(pipe, prompts: list[str], device) -> torch.Tensor:
-    ids = pipe.tokenizer(
-        prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids.to(device)
-    return pipe.text_encoder(ids)[0]
-
-
-def _lora_state(models: _Models) -> dict[str, torch.Tensor]:
-    from peft.utils import get_peft_model_state_dict
-
-    unet = models.accelerator.unwrap_model(models.unet)
-    return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(unet).items()}
-
-
-def _load_lora_state(models: _Models, state: dict[str, torch.Tensor]) -> None:
-    from peft.utils import set_peft_model_state_dict
-
-    set_peft_model_state_dict(models.accelerator.unwrap_model(models.unet), state)
-
-
-def _to_lora_file(state: dict[str, torch.Tensor], config: RLConfig):
-    from .lora_formats import LoraFile, LoraModule
-
-    modules: dict = {}
-    for key, tensor in state.items():
-        for tag, slot in ((".lora_A.weight", "down"), (".lora_B.weight", "up")):
-            if key.endswith(tag):
-                path = key[: -len(tag)]
-                module = modules.setdefault(
-                    ("unet", path), LoraModule(None, None, torch.tensor(float(config.lora.alpha)))
-                )
-                setattr(module, slot, tensor.float().contiguous())
-    return LoraFile(modules=modules, family="sd15")
-
-
-def _fingerprint(state: dict[str, torch.Tensor]) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].float().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _save_checkpoint(job: JobDir, snapshot: dict, epochs_done: int) -> Path:
-    from safetensors.torch import save_file
-
-    staging = job.begin_checkpoint()
-    save_file(snapshot["lora"], str(staging / "lora.safetensors"))
-    torch.save(snapshot["optimizer"], staging / "optimizer.pt")
-    torch.save({"tracker": snapshot["tracker"], "epochs_done": epochs_done}, staging / "trainer_state.pt")
-    return job.commit_checkpoint(staging, epochs_done)
-
-
-def _load_checkpoint(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    state = torch.load(path / "trainer_state.pt", weights_only=True)
-    return {
-        "lora": load_file(str(path / "lora.safetensors")),
-        "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
-        "tracker": state["tracker"],
-        "epochs_done": int(state["epochs_done"]),
-    }
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _save_samples(job: JobDir, epoch: int, images: list[np.ndarray], prompts: list[str], count: int) -> None:
-    import io
-
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    for i, (image, prompt) in enumerate(zip(images[:count], prompts, strict=False)):
-        buf = io.BytesIO()
-        info = PngInfo()
-        info.add_text("prompt", prompt)
-        Image.fromarray(image).save(buf, format="PNG", pnginfo=info)
-        atomic_write_bytes(job.path / "samples" / f"epoch-{epoch:04d}-{i:02d}.png", buf.getvalue())
+def _setup(config: RLConfig, cache_dir: Path) -> TrainingModels:
+    calls = len(_timestep_chunks(config))  # UNet calls per optimisation batch
+    return setup_models(config, cache_dir, accumulation_steps=config.train.gradient_accumulation * calls)
 
 
 def _sample_epoch(config, models, mixer, reward_fn, epoch, stop):
@@ -336,13 +181,13 @@ def _step_logprob(scheduler, eps, t, x_t, x_prev, eta):
     return ddim_step_with_logprob(scheduler, eps.float(), t, x_t.float(), eta, prev_sample=x_prev.float())
 
 
-def _snapshot(models: _Models, tracker: PerPromptStatTracker) -> dict:
+def _snapshot(models: TrainingModels, tracker: PerPromptStatTracker) -> dict:
     import copy
 
     return {
-        "lora": _lora_state(models),
+        "lora": lora_state(models),
         "optimizer": copy.deepcopy(models.optimizer.state_dict()),
-        "tracker": tracker.state_dict(),
+        "state": {"tracker": tracker.state_dict()},
     }
 
 
@@ -350,21 +195,12 @@ def train(config: RLConfig, job_dir: str | Path, resume: bool = False, cache_dir
     """Run (or resume) a training job in `job_dir`; returns the path of the final LoRA."""
     config.validate()
     job = JobDir(job_dir)
-    handler = logging.FileHandler(job.path / "log.txt")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    try:
+    with job_log(job):
         return _run(config, job, resume, Path(cache_dir or job.path / ".configs"))
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
 def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
     from tqdm.auto import tqdm
-
-    from .lora_formats import shielddiff_metadata, write_lora
-    from .models import file_hash
 
     total = config.train.epochs
     models = _setup(config, cache_dir)
@@ -376,17 +212,17 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
     tracker = PerPromptStatTracker(config.train.stat_buffer, config.train.stat_min_count)
     start = 0
     if resume and job.latest_checkpoint() is not None:
-        state = _load_checkpoint(job.latest_checkpoint())
-        _load_lora_state(models, state["lora"])
+        state = load_checkpoint(job.latest_checkpoint())
+        set_lora_state(models, state["lora"])
         models.optimizer.load_state_dict(state["optimizer"])
-        tracker.load_state_dict(state["tracker"])
+        tracker.load_state_dict(state["state"]["tracker"])
         start = state["epochs_done"]
         if main:
             job.truncate_metrics(start)
         log.info("resuming after epoch %d from %s", start, job.latest_checkpoint())
     mixer = _prompts(config)
     reward_fn = make_reward(config.reward)
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         snapshot, done = _snapshot(models, tracker), start
         try:
             for epoch in tqdm(range(start, total), initial=start, total=total, disable=not main, desc="epochs"):
@@ -419,39 +255,28 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                         "samples_per_s": len(rewards) * acc.num_processes / seconds,
                         "epoch_seconds": seconds,
                         "cpu_seconds": time.process_time() - began_cpu,  # this process, all its threads
-                        "peak_memory_mb": _peak_memory_mb(acc.device),
+                        "peak_memory_mb": peak_memory_mb(acc.device),
                     }
                     if "is_nude" in parts:
                         metrics["nudity_rate"] = float(parts["is_nude"].mean())
                     job.append_metrics(metrics)
                     _save_samples(job, epoch, batches[0][3], batches[0][1], config.train.samples_to_save)
                     if (epoch + 1) % config.train.checkpoint_every == 0 or epoch + 1 == total:
-                        _save_checkpoint(job, snapshot, epoch + 1)
+                        save_checkpoint(job, snapshot, epoch + 1)
                     job.write_status("running", epoch=epoch + 1, total=total, message=f"epoch {epoch + 1} of {total}")
                 acc.wait_for_everyone()
         except TrainingCancelled:
             if main:
-                _save_checkpoint(job, snapshot, done)
+                save_checkpoint(job, snapshot, done)
                 job.write_status("cancelled", epoch=done, total=total, message=f"cancelled after epoch {done}")
             raise
     lora_path = Path(config.output.lora_path) if config.output.lora_path else job.path / "lora.safetensors"
-    final_state = _lora_state(models)
-    log.info("process %d of %d: LoRA sha256 %s", acc.process_index, acc.num_processes, _fingerprint(final_state))
+    final_state = lora_state(models)
+    log.info("process %d of %d: LoRA sha256 %s", acc.process_index, acc.num_processes, lora_fingerprint(final_state))
     if main:
         history = job.read_metrics()
         summary = {"epochs": total, "final": history[-1] if history else {}, "first": history[0] if history else {}}
-        checkpoint = Path(config.model.checkpoint)
-        meta = shielddiff_metadata(
-            "shielddiff-rl",
-            checkpoint.name,
-            file_hash(checkpoint) if checkpoint.is_file() else "folder",
-            config_to_dict(config),
-            summary,
-        )
-        lora = _to_lora_file(final_state, config)
-        write_lora(lora, lora_path, "kohya", metadata=meta)
-        if config.output.diffusers_copy:
-            write_lora(lora, lora_path.with_name(lora_path.stem + ".diffusers.safetensors"), "diffusers", metadata=meta)
+        write_trained_lora(final_state, config, "shielddiff-rl", config_to_dict(config), summary, lora_path)
         job.write_status("done", epoch=total, total=total, message=f"wrote {lora_path.name}", lora=str(lora_path))
     acc.wait_for_everyone()
     return lora_path

@@ -1,17 +1,24 @@
-"""`python -m trainer train`: run a ShieldDiff RL job (also under `accelerate launch`)."""
+"""`python -m trainer train`: run a training job, the method from `train.method` (also under `accelerate launch`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
-from .rl_config import ConfigError, load_config
+from .rl_config import PRESETS, ConfigError, load_config
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="a TOML file (sections: model, lora, sample, train, reward, prompts, output)")
+    parser.add_argument(
+        "--config", help="a TOML file (sections: model, lora, train, output; sample, reward, prompts; erase)"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="named settings applied after the file and before --set (esd: ESD-style erasure)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -26,13 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .prompts import PromptError
-    from .rl_trainer import TrainingCancelled, train
+    from .training_run import TrainingCancelled
 
     try:
-        config = load_config(args.config, args.overrides).validate()
+        config = load_config(args.config, args.overrides, preset=args.preset).validate()
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    if config.train.method == "all-but-one":
+        from .erase_trainer import train
+    else:
+        from .rl_trainer import train
     try:
         path = train(config, args.job_dir, resume=args.resume)
     except TrainingCancelled:

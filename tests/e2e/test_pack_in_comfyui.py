@@ -42,6 +42,7 @@ def test_comfyui_lists_the_pack_nodes_and_serves_its_frontend(comfy):
         "ShieldDiffReward",
         "ShieldDiffLoraLoader",
         "ShieldDiffTrainSafetyLora",
+        "ShieldDiffPurifyImage",
     }
     assert all(node["category"].startswith("ShieldDiff/") for node in ours.values())
     assert ours[NUDITY]["output_name"] == ["nudity", "is_nude", "detections", "preview"]

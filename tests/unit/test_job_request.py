@@ -60,3 +60,42 @@ def test_bad_settings_are_refused_by_name(good, settings, message):
 def test_names_and_prompt_lines():
     assert check_lora_name(" safety.safetensors ") == "safety"
     assert split_prompts("a\n\n # c\n b ") == ["a", "b"]
+
+
+def test_an_erasure_request_needs_only_its_concept(good):
+    config = good(
+        method="all-but-one",
+        unsafe_prompts="",
+        benign_prompts="",
+        erase_concept="nudity\n# comment\nnaked person",
+        erase_alternative="a person wearing clothes",
+        erase_eta=0.5,
+        erase_lambda=2.0,
+        steps=7,
+        batches_per_epoch=3,
+        sample_batch_size=3,
+        train_batch_size=2,  # RL's "divides the images per epoch" rule does not apply
+    ).to_config()
+    assert config.train.method == "all-but-one"
+    assert config.erase.concepts == ["nudity", "naked person"]
+    assert config.erase.alternatives == ["a person wearing clothes"]
+    assert (config.erase.eta, config.erase.lambda_uncond, config.erase.steps, config.erase.iterations) == (
+        0.5,
+        2.0,
+        7,
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"erase_concept": "\n# nothing\n"}, "erase_concept is empty"),
+        ({"erase_concept": "a\nb\nc", "erase_alternative": "x\ny"}, "erase_alternative has 2 lines"),
+        ({"erase_lambda": -1.0}, "erase_lambda"),
+        ({"erase_eta": 50.0}, "erase_eta"),
+    ],
+)
+def test_bad_erasure_requests_are_named(good, settings, message):
+    with pytest.raises(RequestError, match=message):
+        good(**({"method": "all-but-one", "erase_concept": "nudity"} | settings)).to_config()

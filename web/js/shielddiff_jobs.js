@@ -11,6 +11,8 @@ const CHARTS = [
   ["clip_mean", "CLIP score (mean)"],
   ["nudity_mean", "nudity (mean)"],
   ["loss", "loss"],
+  ["loss_erase", "erasure loss (All-but-One)"],
+  ["loss_uncond", "unconditional drift (All-but-One)"],
 ];
 const state = { jobs: [], selected: null, detail: null, root: null };
 
