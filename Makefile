@@ -4,7 +4,7 @@
 # Settings: COMFYUI_DIR=/path/to/ComfyUI (use an existing ComfyUI), PORT=8188, VENV=.venv
 PYTHON ?= python3
 
-.PHONY: run test setup lint bench-rewards bench-rl
+.PHONY: run test setup lint bench-rewards bench-rl toy-model eval-toy
 
 run:
 	$(PYTHON) tools/devenv.py run
@@ -29,3 +29,13 @@ bench-rl: setup
 		"$$(.venv-bench/bin/python -c 'import site; print(site.getsitepackages()[0])')/shielddiff-main-venv.pth"
 	.venv-bench/bin/python -m pip install --quiet trl==0.23.1
 	.venv/bin/python benchmarks/bench_rl_vs_trl.py
+
+# The toy world (README "The toy world"): retrain the committed toy model (about 20 minutes on 2 CPU
+# cores; CPU runs are not bit-reproducible, so this replaces models/toyworld), and measure how well
+# it follows prompts, on seeds no test uses.
+toy-model: setup
+	$${VENV:-.venv}/bin/python -m trainer.toyworld.pretrain --out models/toyworld --overwrite
+
+eval-toy: setup
+	$${VENV:-.venv}/bin/python -m trainer eval --model models/toyworld --prompts benchmarks/toyworld_prompts.csv \
+		--detector toy-red --images-per-prompt 8 --seed 5000 --steps 30 --guidance 7.5 --out test-artifacts/eval-toy
