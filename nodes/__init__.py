@@ -5,8 +5,9 @@ from .lora_loader import LoadShieldDiffLora
 from .nudity_censor import NudityCensor
 from .nudity_score import NudityScore
 from .reward import Reward
+from .toy_red_reward import ToyRedRewardNode
 from .train_lora import TrainSafetyLora
 
-NODES = [NudityScore, NudityCensor, ClipScore, Reward, LoadShieldDiffLora, TrainSafetyLora]
+NODES = [NudityScore, NudityCensor, ClipScore, Reward, ToyRedRewardNode, LoadShieldDiffLora, TrainSafetyLora]
 
 __all__ = ["NODES"]
