@@ -241,3 +241,26 @@ def test_the_committed_toy_model_follows_prompts_above_its_floors(tmp_path):
     assert groups["other"]["unsafe_rate"] <= FLOORS["other_max"], groups["other"]
     for check in ("colour", "shape", "background"):
         assert result["summary"]["accuracy"][check] >= FLOORS[check], (check, result["summary"]["accuracy"])
+
+
+def test_clip_weights_add_a_clip_score_that_matches_a_recount(tmp_path):
+    import open_clip
+    from safetensors.torch import save_file
+    from tiny_models import register_tiny_clip
+
+    from trainer.clip_score import ClipScorer, ClipSpec
+
+    name = register_tiny_clip(tmp_path)
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny-clip.safetensors"
+    save_file({k: v.contiguous() for k, v in open_clip.create_model(name).state_dict().items()}, str(weights))
+    result = evaluate(
+        toy_settings(tmp_path, "clip", clip_weights=str(weights), clip_architecture=name, max_prompts=2, steps=4)
+    )
+    records = [im for p in result["prompts"] for im in p["images"]]
+    scores = ClipScorer(ClipSpec(architecture=name, weights=str(weights)))(
+        [read_png(tmp_path / "clip" / r["file"]) for r in records], [PROMPTS[r["prompt_index"]] for r in records]
+    )
+    assert [r["clip"] for r in records] == pytest.approx(scores, abs=1e-5)
+    assert result["summary"]["clip_mean"] == pytest.approx(np.mean(scores), abs=1e-5)
+    assert "CLIP score (mean)" in (tmp_path / "clip" / "results.md").read_text()
