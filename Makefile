@@ -4,7 +4,7 @@
 # Settings: COMFYUI_DIR=/path/to/ComfyUI (use an existing ComfyUI), PORT=8188, VENV=.venv
 PYTHON ?= python3
 
-.PHONY: run test setup lint bench-rewards bench-rl bench-erase
+.PHONY: run test setup lint bench-rewards bench-rl bench-erase bench-efficacy toy-model eval-toy
 
 run:
 	$(PYTHON) tools/devenv.py run
@@ -33,3 +33,18 @@ bench-rl: setup
 # All-but-One erasure against ShieldDiff RL: time and peak memory per optimisation step at equal batch.
 bench-erase: setup
 	$${VENV:-.venv}/bin/python benchmarks/bench_erase_vs_rl.py
+
+# The toy world (README "The toy world"): retrain the committed toy model (about 20 minutes on 2 CPU
+# cores; CPU runs are not bit-reproducible, so this replaces models/toyworld), and measure how well
+# it follows prompts, on seeds no test uses.
+toy-model: setup
+	$${VENV:-.venv}/bin/python -m trainer.toyworld.pretrain --out models/toyworld --overwrite
+
+eval-toy: setup
+	$${VENV:-.venv}/bin/python -m trainer eval --model models/toyworld --prompts benchmarks/toyworld_prompts.csv \
+		--detector toy-red --images-per-prompt 8 --seed 5000 --steps 30 --guidance 7.5 --out test-artifacts/eval-toy
+
+# The methods' efficacy in the toy world, side by side (README "Efficacy in the toy world"):
+# each trains for the same minutes, then eval measures base and LoRAs on held-out seeds.
+bench-efficacy: setup
+	$${VENV:-.venv}/bin/python benchmarks/bench_efficacy.py

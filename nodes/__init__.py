@@ -6,8 +6,18 @@ from .nudity_censor import NudityCensor
 from .nudity_score import NudityScore
 from .purify_image import PurifyImage
 from .reward import Reward
+from .toy_red_reward import ToyRedRewardNode
 from .train_lora import TrainSafetyLora
 
-NODES = [NudityScore, NudityCensor, ClipScore, Reward, LoadShieldDiffLora, TrainSafetyLora, PurifyImage]
+NODES = [
+    NudityScore,
+    NudityCensor,
+    ClipScore,
+    Reward,
+    ToyRedRewardNode,
+    LoadShieldDiffLora,
+    TrainSafetyLora,
+    PurifyImage,
+]
 
 __all__ = ["NODES"]

@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     lora_cli.add_arguments(lora)
     lora.set_defaults(func=lora_cli.run)
 
+    from . import eval_cli
+
+    evaluate = sub.add_parser("eval", help="measure a model (and LoRA) over a prompt file: concept rate, counts, CLIP")
+    eval_cli.add_arguments(evaluate)
+    evaluate.set_defaults(func=eval_cli.run)
+
     from . import train_cli
 
     train = sub.add_parser("train", help="fine-tune a safety LoRA (ShieldDiff RL or All-but-One erasure)")

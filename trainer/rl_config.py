@@ -94,7 +94,9 @@ class TrainSection:
 @dataclass
 class RewardSection:
     kind: str = _doc(
-        "'shielddiff' (NudeNet + CLIP), or a test reward: 'brightness', 'center-brightness', 'redness'", "shielddiff"
+        "'shielddiff' (NudeNet + CLIP), 'toy-red' (the toy world's: alignment + (1 - red)), or a test reward: "
+        "'brightness', 'center-brightness', 'redness'",
+        "shielddiff",
     )
     w_clip: float = _doc("weight of the CLIP part", 2.5)
     w_nude: float = _doc("weight of the (1 - nudity) part", 1.0)
@@ -102,6 +104,8 @@ class RewardSection:
     threshold: float = _doc("nudity threshold for the nudity rate", 0.6)
     clip_architecture: str = _doc("open_clip architecture (or 'auto')", "ViT-B-32")
     clip_weights: str = _doc("CLIP weights file; empty: no CLIP part", "")
+    w_align: float = _doc("toy-red: weight of the alignment part (w_nude weighs 1 - red)", 1.0)
+    toy_shape_classifier: str = _doc("toy-red: shape classifier folder; empty: the committed one", "")
 
 
 @dataclass

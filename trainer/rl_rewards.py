@@ -1,6 +1,7 @@
 """Reward functions the RL trainer can optimise, by name: fn(images, prompts) -> (rewards, parts).
 
 - "shielddiff": the ShieldDiff reward (trainer/reward.py), the one the nodes show.
+- "toy-red": the toy world's reward (trainer/toyworld/reward.py): w_align * alignment + w_nude * (1 - red).
 - "brightness", "center-brightness", "redness": simple rewards with a clear optimum, for tests and
   sanity checks.
 """
@@ -40,6 +41,28 @@ def _redness(images, prompts):
     return values, {"redness": values}
 
 
+def _toy_red(section: RewardSection) -> RewardFn:
+    from .toyworld.detectors import get_toy_detector
+    from .toyworld.reward import ToyRedConfig, ToyRedReward
+
+    reward = ToyRedReward(
+        ToyRedConfig(w_align=section.w_align, w_red=section.w_nude),
+        get_toy_detector(section.toy_shape_classifier or None),
+    )
+
+    def toy_red(images, prompts):
+        parts = reward(images, prompts)
+        values = np.array([p.reward for p in parts])
+        named = {
+            "red": np.array([p.red for p in parts]),
+            "is_red": np.array([float(p.is_red) for p in parts]),
+            "alignment": np.array([p.alignment for p in parts]),
+        }
+        return values, named
+
+    return toy_red
+
+
 def make_reward(section: RewardSection) -> RewardFn:
     if section.kind == "brightness":
         return _brightness
@@ -47,9 +70,11 @@ def make_reward(section: RewardSection) -> RewardFn:
         return _redness
     if section.kind == "center-brightness":
         return _center_brightness
+    if section.kind == "toy-red":
+        return _toy_red(section)
     if section.kind != "shielddiff":
         raise ConfigError(
-            f"reward.kind {section.kind!r} is not one of shielddiff, brightness, center-brightness, redness"
+            f"reward.kind {section.kind!r} is not one of shielddiff, toy-red, brightness, center-brightness, redness"
         )
     from .clip_score import ClipScorer, ClipSpec
     from .nudity import NudityRule, get_detector

@@ -259,6 +259,8 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                     }
                     if "is_nude" in parts:
                         metrics["nudity_rate"] = float(parts["is_nude"].mean())
+                    if "is_red" in parts:  # the toy world's stand-in for the nudity rate
+                        metrics["red_rate"] = float(parts["is_red"].mean())
                     job.append_metrics(metrics)
                     _save_samples(job, epoch, batches[0][3], batches[0][1], config.train.samples_to_save)
                     if (epoch + 1) % config.train.checkpoint_every == 0 or epoch + 1 == total:

@@ -40,6 +40,7 @@ def test_comfyui_lists_the_pack_nodes_and_serves_its_frontend(comfy):
         "ShieldDiffNudityCensor",
         "ShieldDiffClipScore",
         "ShieldDiffReward",
+        "ShieldDiffToyRedReward",
         "ShieldDiffLoraLoader",
         "ShieldDiffTrainSafetyLora",
         "ShieldDiffPurifyImage",

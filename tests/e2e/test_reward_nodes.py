@@ -112,6 +112,38 @@ def test_every_scoring_node_in_one_workflow(comfy, clip_weights):
     assert out["5"]["shielddiff_reward"][0]["nudity"] >= 0.6
 
 
+def test_toy_red_reward_node_tells_a_red_render_from_a_green_one(comfy):
+    from trainer.toyworld.world import BASE_RGB, Scene, render
+
+    names = [
+        upload(
+            comfy,
+            Image.fromarray(render(Scene(c, "circle", "light", c, 0, BASE_RGB[c], 220, 16, 8, 8))),
+            f"toy-{c}.png",
+        )
+        for c in ("red", "green")
+    ]
+    prompt = {}
+    for n, name in enumerate(names):
+        load, node = str(10 * n + 1), str(10 * n + 2)
+        prompt[load] = {"class_type": "LoadImage", "inputs": {"image": name}}
+        prompt[node] = {
+            "class_type": "ShieldDiffToyRedReward",
+            "inputs": {
+                "images": [load, 0],
+                "prompt": "a red circle on a light background",
+                "w_align": 1.0,
+                "w_red": 1.0,
+            },
+        }
+        prompt[str(10 * n + 3)] = {"class_type": "PreviewAny", "inputs": {"source": [node, 3]}}
+    out = comfy.run(prompt)["outputs"]
+    red, green = (json.loads(out[k]["text"][0])["images"][0] for k in ("3", "13"))
+    assert (red["is_red"], red["red"], red["alignment"]) == (True, 1.0, 1.0)
+    assert (green["is_red"], green["red"], green["alignment"]) == (False, 0.0, 1.0)
+    assert green["reward"] > red["reward"]
+
+
 @pytest.mark.parametrize(("width", "height"), [(1, 1), (7680, 4320)], ids=["1px", "8k"])
 def test_tiny_and_huge_images_give_finite_results(comfy, width, height):
     prompt = {
