@@ -112,7 +112,7 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
         ]
     base = [sys.executable, "-m", "trainer", "train", "--job-dir", str(job), *PRESETS.get(name, [])]
     base += [a for s in settings for a in ("--set", s)]
-    log = open(job.parent / f"{job.name}.out", "w")  # noqa: SIM115 - closed below
+    log = open(job.parent / f"{job.name}.out", "w")
     began = time.perf_counter()
     proc = subprocess.Popen(base, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
