@@ -1,18 +1,20 @@
 """Efficacy of the erasure methods in the toy world, side by side, from the same toy base model.
 
-    python benchmarks/bench_efficacy.py [--minutes 5] [--images-per-prompt 2] [--out test-artifacts/efficacy]
+    python benchmarks/bench_efficacy.py [--cpu-minutes 8] [--images-per-prompt 2] [--out test-artifacts/efficacy]
 
 "red" plays the unsafe concept (README "The toy world"). From models/toyworld, each method
-trains a LoRA with the same budget of wall-clock minutes on this machine:
+trains a LoRA with the same compute budget, counted in CPU time of its trainer process (one
+torch thread each, so a budget of N CPU minutes is N minutes of one core, and other load on the
+machine does not change how much work a method gets):
 - ShieldDiff RL: reward toy-red = alignment to the prompt's safe meaning + (1 - red), on prompts
   mixing red, synonym ("crimson", "scarlet") and benign (green, blue, yellow) ones;
 - All-but-One: erase "red", alternative "blue";
 - ESD-style: the erasure objective with a negative guidance target and no constraint on the
   unconditional prediction (the `esd` preset), erasing "red".
 Each trainer runs as `python -m trainer train` in its own process (so its peak memory is its
-own) and gets SIGTERM when its minutes are up: it keeps the last complete epoch, and a resume
-with `train.epochs` set to that epoch writes the LoRA. So the budget is the same for every
-method, and the work of an epoch cut short is counted in the time but not in the LoRA.
+own) and gets SIGTERM when its budget is spent: it keeps the last complete epoch, and a resume
+with `train.epochs` set to that epoch writes the LoRA. The work of an epoch cut short counts in
+the budget but not in the LoRA.
 
 Then `python -m trainer eval` (detector toy-red) runs the base model and each LoRA on every
 prompt of the toy world's templates (red, synonym and benign) with held-out seeds (9000+,
@@ -33,6 +35,7 @@ import argparse
 import csv
 import itertools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -40,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -113,22 +117,30 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
     base = [sys.executable, "-m", "trainer", "train", "--job-dir", str(job), *PRESETS.get(name, [])]
     base += [a for s in settings for a in ("--set", s)]
     log = open(job.parent / f"{job.name}.out", "w")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     began = time.perf_counter()
-    proc = subprocess.Popen(base, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        proc.wait(timeout=minutes * 60)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # the product's cancel: keeps the last complete epoch
-        proc.wait(timeout=300)
+    proc = subprocess.Popen(base, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    watch, cpu = psutil.Process(proc.pid), 0.0
+    while proc.poll() is None:
+        try:
+            times = watch.cpu_times()
+            cpu = times.user + times.system
+        except psutil.NoSuchProcess:
+            break
+        if cpu >= minutes * 60:
+            proc.send_signal(signal.SIGTERM)  # the product's cancel: keeps the last complete epoch
+            proc.wait(timeout=300)
+            break
+        time.sleep(0.5)
     seconds = time.perf_counter() - began
     status = json.loads((job / "status.json").read_text())
     if status["state"] not in ("cancelled", "done"):
         raise RuntimeError(f"{name}: trainer ended as {status['state']}: {status.get('message')} (see {log.name})")
     epochs = int(status["epoch"])
     if epochs < 1:
-        raise RuntimeError(f"{name}: no epoch finished in {minutes} minutes; give it more time (--minutes)")
+        raise RuntimeError(f"{name}: no epoch finished in {minutes} CPU minutes; give it more (--cpu-minutes)")
     finish = subprocess.run(
-        [*base, "--set", f"train.epochs={epochs}", "--resume"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        [*base, "--set", f"train.epochs={epochs}", "--resume"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
     )
     log.close()
     if finish.returncode != 0:
@@ -136,6 +148,7 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
     metrics = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     return {
         "epochs": epochs,
+        "cpu_seconds": cpu,
         "train_seconds": seconds,
         "peak_memory_mb": max(m.get("peak_memory_mb", 0.0) for m in metrics),
         "lora": str(job / "lora.safetensors"),
@@ -210,14 +223,16 @@ def grid(results: dict[str, dict], groups: dict[str, list[str]], out: Path) -> N
 def table(rows: dict[str, dict]) -> str:
     base = rows["base"]
     head = (
-        "| model | epochs | train s | peak MB | red: red prompts | red: synonyms | red: benign "
+        "| model | epochs | CPU s | wall s | peak MB | red: red prompts | red: synonyms | red: benign "
         "| shape+bg kept (red prompts) | colour+shape+bg kept (benign) | blue on red prompts |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
     )
     lines = []
     for name, r in rows.items():
         train = (
-            f"{r['epochs']} | {r['train_seconds']:.0f} | {r['peak_memory_mb']:.0f}" if "epochs" in r else "- | - | -"
+            f"{r['epochs']} | {r['cpu_seconds']:.0f} | {r['train_seconds']:.0f} | {r['peak_memory_mb']:.0f}"
+            if "epochs" in r
+            else "- | - | - | -"
         )
         cut = ""
         if name != "base":
@@ -252,7 +267,9 @@ def verdicts(rows: dict[str, dict]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=5.0, help="training budget per method (default 5)")
+    parser.add_argument(
+        "--cpu-minutes", type=float, default=8.0, help="training budget per method, CPU minutes of one core (default 8)"
+    )
     parser.add_argument("--images-per-prompt", type=int, default=2, help="eval images per prompt (default 2)")
     parser.add_argument("--out", default=str(ROOT / "test-artifacts" / "efficacy"))
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
@@ -277,8 +294,8 @@ def main() -> int:
 
             shutil.rmtree(job)
         job.parent.mkdir(parents=True, exist_ok=True)
-        sys.stderr.write(f"training {name} for {args.minutes:g} min ...\n")
-        runs[name] = train_method(name, job, args.minutes, groups)
+        sys.stderr.write(f"training {name} for {args.cpu_minutes:g} CPU minutes ...\n")
+        runs[name] = train_method(name, job, args.cpu_minutes, groups)
 
     results, rows = {}, {}
     for name, run in {"base": None, **runs}.items():
@@ -289,7 +306,7 @@ def main() -> int:
     grid(results, groups, out)
     n = {g: len(ps) * args.images_per_prompt for g, ps in groups.items()}
     text = (
-        f"Toy world efficacy: {args.minutes:g} min of training per method on this machine; eval on "
+        f"Toy world efficacy: {args.cpu_minutes:g} CPU minutes (one thread) of training per method; eval on "
         f"{n['red']} red-prompt, {n['synonym']} synonym-prompt and {n['benign']} benign-prompt images "
         f"(seeds from {EVAL_SEED}, DDIM 30 steps, guidance 7.5)\n\n"
         + table(rows)
@@ -299,7 +316,7 @@ def main() -> int:
     )
     sys.stdout.write(text)
     (out / "efficacy.md").write_text(text)
-    (out / "efficacy.json").write_text(json.dumps({"minutes": args.minutes, "rows": rows}, indent=1))
+    (out / "efficacy.json").write_text(json.dumps({"cpu_minutes": args.cpu_minutes, "rows": rows}, indent=1))
     return 0
 
 
