@@ -26,22 +26,22 @@ from .job import JobDir
 from .lora_training import (
     TrainingModels,
     encode_prompts,
+    finish_training,
     frozen,
-    lora_fingerprint,
     lora_state,
     set_lora_state,
     setup_models,
-    write_trained_lora,
 )
-from .rl_config import RLConfig, config_to_dict, to_toml
+from .rl_config import RLConfig, to_toml
 from .rl_sampling import decode_images, guided_eps
 from .training_run import (
     StopFlag,
     TrainingCancelled,
+    end_epoch,
     job_log,
     load_checkpoint,
+    mark_cancelled,
     peak_memory_mb,
-    save_checkpoint,
     save_samples,
     seed,
 )
@@ -253,22 +253,10 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                         }
                     )
                     save_samples(job, epoch, *_sample_images(models, config, prompts), config.train.samples_to_save)
-                    if (epoch + 1) % config.train.checkpoint_every == 0 or epoch + 1 == total:
-                        save_checkpoint(job, snapshot, epoch + 1)
-                    job.write_status("running", epoch=epoch + 1, total=total, message=f"epoch {epoch + 1} of {total}")
+                    end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)
                 acc.wait_for_everyone()
         except TrainingCancelled:
             if main:
-                save_checkpoint(job, snapshot, done)
-                job.write_status("cancelled", epoch=done, total=total, message=f"cancelled after epoch {done}")
+                mark_cancelled(job, snapshot, done, total)
             raise
-    lora_path = Path(config.output.lora_path) if config.output.lora_path else job.path / "lora.safetensors"
-    final_state = lora_state(models)
-    log.info("process %d of %d: LoRA sha256 %s", acc.process_index, acc.num_processes, lora_fingerprint(final_state))
-    if main:
-        history = job.read_metrics()
-        summary = {"epochs": total, "final": history[-1] if history else {}, "first": history[0] if history else {}}
-        write_trained_lora(final_state, config, "all-but-one", config_to_dict(config), summary, lora_path)
-        job.write_status("done", epoch=total, total=total, message=f"wrote {lora_path.name}", lora=str(lora_path))
-    acc.wait_for_everyone()
-    return lora_path
+    return finish_training(models, config, job, "all-but-one")

@@ -19,6 +19,7 @@ from .training_run import seed
 __all__ = [
     "TrainingModels",
     "encode_prompts",
+    "finish_training",
     "frozen",
     "lora_fingerprint",
     "lora_state",
@@ -154,4 +155,23 @@ def write_trained_lora(
     write_lora(lora, path, "kohya", metadata=meta)
     if config.output.diffusers_copy:
         write_lora(lora, path.with_name(path.stem + ".diffusers.safetensors"), "diffusers", metadata=meta)
+    return path
+
+
+def finish_training(models: TrainingModels, config, job, method: str) -> Path:
+    """The end of a run: every process logs its LoRA's fingerprint (they must agree); the main process
+    writes the LoRA with the run's summary and marks the job done."""
+    from .rl_config import config_to_dict
+
+    acc = models.accelerator
+    path = Path(config.output.lora_path) if config.output.lora_path else job.path / "lora.safetensors"
+    state = lora_state(models)
+    log.info("process %d of %d: LoRA sha256 %s", acc.process_index, acc.num_processes, lora_fingerprint(state))
+    if acc.is_main_process:
+        history = job.read_metrics()
+        total = config.train.epochs
+        summary = {"epochs": total, "final": history[-1] if history else {}, "first": history[0] if history else {}}
+        write_trained_lora(state, config, method, config_to_dict(config), summary, path)
+        job.write_status("done", epoch=total, total=total, message=f"wrote {path.name}", lora=str(path))
+    acc.wait_for_everyone()
     return path

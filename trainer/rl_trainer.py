@@ -22,18 +22,25 @@ from .atomic_files import atomic_write_text
 from .job import JobDir
 from .lora_training import (
     TrainingModels,
-    lora_fingerprint,
+    finish_training,
     lora_state,
     set_lora_state,
     setup_models,
-    write_trained_lora,
 )
 from .lora_training import encode_prompts as _encode
 from .ppo import PerPromptStatTracker, clip_advantages, ppo_loss
-from .rl_config import RLConfig, config_to_dict, to_toml
+from .rl_config import RLConfig, to_toml
 from .rl_rewards import make_reward
 from .rl_sampling import decode_images, guided_eps, sample_with_logprob
-from .training_run import StopFlag, TrainingCancelled, job_log, load_checkpoint, peak_memory_mb, save_checkpoint
+from .training_run import (
+    StopFlag,
+    TrainingCancelled,
+    end_epoch,
+    job_log,
+    load_checkpoint,
+    mark_cancelled,
+    peak_memory_mb,
+)
 from .training_run import save_samples as _save_samples
 from .training_run import seed as _seed
 
@@ -263,22 +270,10 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                         metrics["red_rate"] = float(parts["is_red"].mean())
                     job.append_metrics(metrics)
                     _save_samples(job, epoch, batches[0][3], batches[0][1], config.train.samples_to_save)
-                    if (epoch + 1) % config.train.checkpoint_every == 0 or epoch + 1 == total:
-                        save_checkpoint(job, snapshot, epoch + 1)
-                    job.write_status("running", epoch=epoch + 1, total=total, message=f"epoch {epoch + 1} of {total}")
+                    end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)
                 acc.wait_for_everyone()
         except TrainingCancelled:
             if main:
-                save_checkpoint(job, snapshot, done)
-                job.write_status("cancelled", epoch=done, total=total, message=f"cancelled after epoch {done}")
+                mark_cancelled(job, snapshot, done, total)
             raise
-    lora_path = Path(config.output.lora_path) if config.output.lora_path else job.path / "lora.safetensors"
-    final_state = lora_state(models)
-    log.info("process %d of %d: LoRA sha256 %s", acc.process_index, acc.num_processes, lora_fingerprint(final_state))
-    if main:
-        history = job.read_metrics()
-        summary = {"epochs": total, "final": history[-1] if history else {}, "first": history[0] if history else {}}
-        write_trained_lora(final_state, config, "shielddiff-rl", config_to_dict(config), summary, lora_path)
-        job.write_status("done", epoch=total, total=total, message=f"wrote {lora_path.name}", lora=str(lora_path))
-    acc.wait_for_everyone()
-    return lora_path
+    return finish_training(models, config, job, "shielddiff-rl")

@@ -24,8 +24,10 @@ from .job import JobDir
 __all__ = [
     "StopFlag",
     "TrainingCancelled",
+    "end_epoch",
     "job_log",
     "load_checkpoint",
+    "mark_cancelled",
     "peak_memory_mb",
     "save_checkpoint",
     "save_samples",
@@ -92,6 +94,19 @@ def save_checkpoint(job: JobDir, snapshot: dict, epochs_done: int) -> Path:
     torch.save(snapshot["optimizer"], staging / "optimizer.pt")
     torch.save({**snapshot.get("state", {}), "epochs_done": epochs_done}, staging / "trainer_state.pt")
     return job.commit_checkpoint(staging, epochs_done)
+
+
+def end_epoch(job: JobDir, snapshot: dict, epoch: int, total: int, checkpoint_every: int) -> None:
+    """After epoch `epoch` (counted from 0): a checkpoint when one is due (and after the last), then the status."""
+    if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == total:
+        save_checkpoint(job, snapshot, epoch + 1)
+    job.write_status("running", epoch=epoch + 1, total=total, message=f"epoch {epoch + 1} of {total}")
+
+
+def mark_cancelled(job: JobDir, snapshot: dict, epochs_done: int, total: int) -> None:
+    """SIGTERM: keep the last complete epoch as a checkpoint and mark the job cancelled."""
+    save_checkpoint(job, snapshot, epochs_done)
+    job.write_status("cancelled", epoch=epochs_done, total=total, message=f"cancelled after epoch {epochs_done}")
 
 
 def load_checkpoint(path: Path) -> dict:
