@@ -20,26 +20,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic_files import atomic_write_text
 from .erase_objective import erase_loss, erase_target
 from .job import JobDir
 from .lora_training import (
     TrainingModels,
+    begin_run,
     encode_prompts,
     finish_training,
     frozen,
     lora_state,
-    set_lora_state,
     setup_models,
 )
-from .rl_config import RLConfig, to_toml
+from .rl_config import RLConfig
 from .rl_sampling import decode_images, guided_eps
 from .training_run import (
     StopFlag,
     TrainingCancelled,
     end_epoch,
     job_log,
-    load_checkpoint,
     mark_cancelled,
     peak_memory_mb,
     save_samples,
@@ -212,18 +210,7 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
     models = setup_models(config, cache_dir)
     acc = models.accelerator
     main = acc.is_main_process
-    if main:
-        atomic_write_text(job.path / "config.toml", to_toml(config))
-        job.write_status("running", epoch=0, total=total, message="loading")
-    start = 0
-    if resume and job.latest_checkpoint() is not None:
-        state = load_checkpoint(job.latest_checkpoint())
-        set_lora_state(models, state["lora"])
-        models.optimizer.load_state_dict(state["optimizer"])
-        start = state["epochs_done"]
-        if main:
-            job.truncate_metrics(start)
-        log.info("resuming after epoch %d from %s", start, job.latest_checkpoint())
+    start, _ = begin_run(models, config, job, resume)
     prompts = erase_prompts(models, config)
     log.info(
         "erasing %s -> %s (eta %g, lambda %g)",

@@ -18,6 +18,7 @@ from .training_run import seed
 
 __all__ = [
     "TrainingModels",
+    "begin_run",
     "encode_prompts",
     "finish_training",
     "frozen",
@@ -175,3 +176,27 @@ def finish_training(models: TrainingModels, config, job, method: str) -> Path:
         job.write_status("done", epoch=total, total=total, message=f"wrote {path.name}", lora=str(path))
     acc.wait_for_everyone()
     return path
+
+
+def begin_run(models: TrainingModels, config, job, resume: bool) -> tuple[int, dict]:
+    """The start of a run: the resolved config and the "loading" status in the job directory, and with
+    `resume` the last checkpoint's LoRA and optimizer state loaded. Returns (epochs already done, the
+    method's own saved state, empty when starting fresh)."""
+    from .atomic_files import atomic_write_text
+    from .rl_config import to_toml
+    from .training_run import load_checkpoint
+
+    main = models.accelerator.is_main_process
+    if main:
+        atomic_write_text(job.path / "config.toml", to_toml(config))
+        job.write_status("running", epoch=0, total=config.train.epochs, message="loading")
+    latest = job.latest_checkpoint() if resume else None
+    if latest is None:
+        return 0, {}
+    state = load_checkpoint(latest)
+    set_lora_state(models, state["lora"])
+    models.optimizer.load_state_dict(state["optimizer"])
+    if main:
+        job.truncate_metrics(state["epochs_done"])
+    log.info("resuming after epoch %d from %s", state["epochs_done"], latest)
+    return state["epochs_done"], state["state"]

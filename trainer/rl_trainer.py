@@ -18,18 +18,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic_files import atomic_write_text
 from .job import JobDir
 from .lora_training import (
     TrainingModels,
+    begin_run,
     finish_training,
     lora_state,
-    set_lora_state,
     setup_models,
 )
 from .lora_training import encode_prompts as _encode
 from .ppo import PerPromptStatTracker, clip_advantages, ppo_loss
-from .rl_config import RLConfig, to_toml
+from .rl_config import RLConfig
 from .rl_rewards import make_reward
 from .rl_sampling import decode_images, guided_eps, sample_with_logprob
 from .training_run import (
@@ -37,7 +36,6 @@ from .training_run import (
     TrainingCancelled,
     end_epoch,
     job_log,
-    load_checkpoint,
     mark_cancelled,
     peak_memory_mb,
 )
@@ -213,20 +211,10 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
     models = _setup(config, cache_dir)
     acc = models.accelerator
     main = acc.is_main_process
-    if main:
-        atomic_write_text(job.path / "config.toml", to_toml(config))
-        job.write_status("running", epoch=0, total=total, message="loading")
     tracker = PerPromptStatTracker(config.train.stat_buffer, config.train.stat_min_count)
-    start = 0
-    if resume and job.latest_checkpoint() is not None:
-        state = load_checkpoint(job.latest_checkpoint())
-        set_lora_state(models, state["lora"])
-        models.optimizer.load_state_dict(state["optimizer"])
-        tracker.load_state_dict(state["state"]["tracker"])
-        start = state["epochs_done"]
-        if main:
-            job.truncate_metrics(start)
-        log.info("resuming after epoch %d from %s", start, job.latest_checkpoint())
+    start, saved = begin_run(models, config, job, resume)
+    if saved:
+        tracker.load_state_dict(saved["tracker"])
     mixer = _prompts(config)
     reward_fn = make_reward(config.reward)
     with StopFlag() as stop:
