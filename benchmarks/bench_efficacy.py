@@ -8,9 +8,15 @@ torch thread each, so a budget of N CPU minutes is N minutes of one core, and ot
 machine does not change how much work a method gets):
 - ShieldDiff RL: reward toy-red = alignment to the prompt's safe meaning + (1 - red), on prompts
   mixing red, synonym ("crimson", "scarlet") and benign (green, blue, yellow) ones;
-- All-but-One: erase "red", alternative "blue";
-- ESD-style: the erasure objective with a negative guidance target and no constraint on the
-  unconditional prediction (the `esd` preset), erasing "red".
+- All-but-One: erase red (and its synonyms) into blue, named by the training prompts, each paired
+  with the same prompt in blue, with a preservation set (the benign training prompts) held to the
+  frozen model, the LoRA on the cross-attention keys and values only, and early stopping on the
+  preservation drift of held-out benign prompts (ALL_BUT_ONE below);
+- ESD-x and ESD-u: ESD as published (the `esd-x` / `esd-u` presets: x_t from the model being
+  trained, negative guidance 1, DDIM 50 steps at guidance 3, batch 1, 1,000 iterations), erasing
+  the word "red".
+Training prompts come from TRAIN_TEMPLATES, evaluation prompts from HELDOUT_TEMPLATES (templates no
+method trains on), each list without duplicates.
 Each trainer runs as `python -m trainer train` in its own process (as many at once as
 there are cores) (so its peak memory is its
 own) and gets SIGTERM when its budget is spent: it keeps the last complete epoch, and a resume
@@ -18,7 +24,7 @@ with `train.epochs` set to that epoch writes the LoRA. The work of an epoch cut 
 the budget but not in the LoRA.
 
 Then `python -m trainer eval` (detector toy-red) runs the base model and each LoRA on every
-prompt of the toy world's templates (red, synonym and benign) with held-out seeds (9000+,
+prompt of the held-out templates (red, synonym and benign) with held-out seeds (9000+,
 which no training run draws), and the table shows:
 - red rate on explicit red prompts, on synonym prompts and on benign prompts;
 - safe meaning kept on red and synonym prompts: the shape, and the background where the prompt
@@ -55,6 +61,10 @@ from trainer.toyworld.world import BACKGROUNDS, COLOURS, RED_SYNONYMS, SHAPES, T
 
 TOY = ROOT / "models" / "toyworld"
 EVAL_SEED = 9000
+# The held-out split: methods train on prompts of these templates (world.TEMPLATES indices) ...
+TRAIN_TEMPLATES = (0, 1, 2)
+# ... and are measured on prompts of these, which no method sees.
+HELDOUT_TEMPLATES = (3, 4)
 COMMON = [
     f'model.checkpoint="{TOY}"',
     "model.resolution=32",
@@ -75,39 +85,61 @@ METHODS = {
         "train.learning_rate=3e-3",
         "prompts.unsafe_ratio=0.5",
     ],
+    # All-but-One: the concept, the alternative and the preservation set come from the training prompts
+    # (ALL_BUT_ONE_PROMPTS); these settings were chosen on small runs (docs/toyworld.md).
     "All-but-One": [
         'train.method="all-but-one"',
-        'erase.concepts=["red"]',
-        'erase.alternatives=["blue"]',
+        'lora.targets=["attn2.to_k", "attn2.to_v"]',
         "erase.eta=1.0",
         "erase.lambda_uncond=1.0",
+        "erase.preserve_weight=1.0",
+        "erase.early_stop_drift=0.5",
         "erase.steps=10",
         "erase.guidance=7.5",
         "erase.iterations=10",
         "train.batch_size=16",
-        "train.learning_rate=3e-4",
+        "train.learning_rate=3e-3",
+        "train.epochs=20",
     ],
-    "ESD-style": [
-        'erase.concepts=["red"]',
-        "erase.steps=10",
-        "erase.guidance=7.5",
-        "erase.iterations=10",
-        "train.batch_size=16",
-        "train.learning_rate=3e-4",
-    ],
+    # ESD as published (presets esd-x / esd-u); 1,000 iterations of batch 1 as 20 epochs of 50
+    "ESD-x": ['erase.concepts=["red"]', "erase.iterations=50", "train.epochs=20", "train.learning_rate=1e-3"],
+    "ESD-u": ['erase.concepts=["red"]', "erase.iterations=50", "train.epochs=20", "train.learning_rate=1e-3"],
 }
-PRESETS = {"ESD-style": ["--preset", "esd"]}
+PRESETS = {"ESD-x": ["--preset", "esd-x"], "ESD-u": ["--preset", "esd-u"]}
 ALTERNATIVE = {"All-but-One": "blue"}
 
 
-def prompts_by_group() -> dict[str, list[str]]:
+def prompts_by_group(templates, words=None) -> dict[str, list[str]]:
+    """Prompts of the given TEMPLATES indices by group (red, synonym, benign), in order, without duplicates."""
     groups: dict[str, list[str]] = {"red": [], "synonym": [], "benign": []}
-    for template, word, shape, bg in itertools.product(
-        TEMPLATES, ("red", *RED_SYNONYMS, *(c for c in COLOURS if c != "red")), SHAPES, BACKGROUNDS
-    ):
+    words = words or ("red", *RED_SYNONYMS, *(c for c in COLOURS if c != "red"))
+    for index, word, shape, bg in itertools.product(templates, words, SHAPES, BACKGROUNDS):
         group = "red" if word == "red" else "synonym" if word in RED_SYNONYMS else "benign"
-        groups[group].append(template.format(c=word, s=shape, bg=bg))
+        prompt = TEMPLATES[index].format(c=word, s=shape, bg=bg)
+        if prompt not in groups[group]:
+            groups[group].append(prompt)
     return groups
+
+
+def as_blue(prompt: str) -> str:
+    for word in ("red", *RED_SYNONYMS):
+        prompt = prompt.replace(f"{word} ", "blue ").replace(f"{word},", "blue,")
+    return prompt
+
+
+def all_but_one_prompts(train: dict[str, list[str]]) -> list[str]:
+    """All-but-One's prompts, from the training templates: each red and synonym prompt paired with the same
+    prompt in blue (the alternative); the benign prompts of the first two training templates as the
+    preservation set and those of the third as the held-out preservation measure of early stopping."""
+    concepts = train["red"] + train["synonym"]
+    held = prompts_by_group(TRAIN_TEMPLATES[2:])["benign"]
+    preserve = [p for p in train["benign"] if p not in held]
+    return [
+        f"erase.concepts={json.dumps(concepts)}",
+        f"erase.alternatives={json.dumps([as_blue(p) for p in concepts])}",
+        f"erase.preserve={json.dumps(preserve)}",
+        f"erase.preserve_heldout={json.dumps(held)}",
+    ]
 
 
 def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[str]]) -> dict:
@@ -117,6 +149,8 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
             f"prompts.unsafe={json.dumps(groups['red'] + groups['synonym'])}",
             f"prompts.benign={json.dumps(groups['benign'])}",
         ]
+    if name == "All-but-One":
+        settings += all_but_one_prompts(groups)
     base = [sys.executable, "-m", "trainer", "train", "--job-dir", str(job), *PRESETS.get(name, [])]
     base += [a for s in settings for a in ("--set", s)]
     log = open(job.parent / f"{job.name}.out", "w")
@@ -142,15 +176,22 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
     epochs = int(status["epoch"])
     if epochs < 1:
         raise RuntimeError(f"{name}: no epoch finished in {minutes} CPU minutes; give it more (--cpu-minutes)")
-    finish = subprocess.run(
-        [*base, "--set", f"train.epochs={epochs}", "--resume"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
-    )
+    if status["state"] == "cancelled":  # stopped by the budget: write the LoRA of its last complete epoch
+        finish = subprocess.run(
+            [*base, "--set", f"train.epochs={epochs}", "--resume"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        if finish.returncode != 0:
+            log.close()
+            raise RuntimeError(f"{name}: writing the LoRA failed (see {log.name})")
     log.close()
-    if finish.returncode != 0:
-        raise RuntimeError(f"{name}: writing the LoRA failed (see {log.name})")
     metrics = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     return {
         "epochs": epochs,
+        "stopped": status["state"] == "done" and any(m.get("early_stop") for m in metrics),
         "cpu_seconds": cpu,
         "train_seconds": seconds,
         "peak_memory_mb": max(m.get("peak_memory_mb", 0.0) for m in metrics),
@@ -206,7 +247,7 @@ def grid(results: dict[str, dict], groups: dict[str, list[str]], out: Path) -> N
     """Rows: 4 red, 4 synonym and 4 benign prompts (first image); columns: base, then each method."""
     from PIL import Image
 
-    picks = groups["red"][:4:1] + groups["synonym"][1:8:2] + groups["benign"][::9][:4]
+    picks = groups["red"][:4:1] + groups["synonym"][1:8:2] + groups["benign"][::7][:4]
     cell, scale = 32, 4
     canvas = Image.new("RGB", (len(results) * cell * scale, len(picks) * cell * scale), (255, 255, 255))
     for c, (_name, result) in enumerate(results.items()):
@@ -285,7 +326,8 @@ def main() -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    groups = prompts_by_group()
+    train_groups = prompts_by_group(TRAIN_TEMPLATES)
+    groups = prompts_by_group(HELDOUT_TEMPLATES)  # evaluation: templates no method trains on
     prompts_csv = out / "prompts.csv"
     with open(prompts_csv, "w", newline="") as f:
         writer = csv.writer(f)
@@ -297,7 +339,7 @@ def main() -> int:
         shutil.rmtree(job, ignore_errors=True)
         job.parent.mkdir(parents=True, exist_ok=True)
         sys.stderr.write(f"training {name} for {args.cpu_minutes:g} CPU minutes ...\n")
-        return train_method(name, job, args.cpu_minutes, groups)
+        return train_method(name, job, args.cpu_minutes, train_groups)
 
     # one torch thread per trainer: as many run at once as there are cores, each on its own budget
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
@@ -314,7 +356,11 @@ def main() -> int:
     text = (
         f"Toy world efficacy: {args.cpu_minutes:g} CPU minutes (one thread) of training per method; eval on "
         f"{n['red']} red-prompt, {n['synonym']} synonym-prompt and {n['benign']} benign-prompt images "
-        f"(seeds from {EVAL_SEED}, DDIM 30 steps, guidance 7.5)\n\n"
+        f"(seeds from {EVAL_SEED}, DDIM 30 steps, guidance 7.5) of the held-out templates "
+        + ", ".join(f'"{TEMPLATES[i]}"' for i in HELDOUT_TEMPLATES)
+        + "; methods train on prompts of "
+        + ", ".join(f'"{TEMPLATES[i]}"' for i in TRAIN_TEMPLATES)
+        + "\n\n"
         + table(rows)
         + "\n"
         + "\n".join(verdicts(rows))
@@ -322,7 +368,15 @@ def main() -> int:
     )
     sys.stdout.write(text)
     (out / "efficacy.md").write_text(text)
-    (out / "efficacy.json").write_text(json.dumps({"cpu_minutes": args.cpu_minutes, "rows": rows}, indent=1))
+    summary = {
+        "cpu_minutes": args.cpu_minutes,
+        "images_per_prompt": args.images_per_prompt,
+        "train_templates": [TEMPLATES[i] for i in TRAIN_TEMPLATES],
+        "heldout_templates": [TEMPLATES[i] for i in HELDOUT_TEMPLATES],
+        "settings": {name: METHODS[name] for name in runs},
+        "rows": rows,
+    }
+    (out / "efficacy.json").write_text(json.dumps(summary, indent=1))
     return 0
 
 

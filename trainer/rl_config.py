@@ -29,6 +29,24 @@ PRESETS = {
     # no alternative, no constraint on the unconditional prediction (ESD-u/x's eta 1 is eta -1 here).
     "esd": ['train.method="all-but-one"', "erase.alternatives=[]", "erase.eta=-1.0", "erase.lambda_uncond=0.0"],
 }
+# ESD as published (Gandikota et al. 2023, the reference train-esd.py): x_t from the model being trained,
+# DDIM 50 steps with guidance 3 (start_guidance), negative guidance 1, batch 1, 1,000 iterations; ESD-x
+# trains the cross-attention ('xattn'), ESD-u everything but it ('noxattn'); here as LoRA targets: attn2's
+# projections, or the transformer blocks' self-attention and feed-forward projections. Their lr (1e-5,
+# full weights) is left to train.learning_rate: a LoRA needs its own.
+_ESD = [
+    *PRESETS["esd"],
+    'erase.trajectory="tuned"',
+    "erase.steps=50",
+    "erase.guidance=3.0",
+    "train.batch_size=1",
+    "erase.preserve=[]",
+]
+PRESETS["esd-x"] = [*_ESD, 'lora.targets=["attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0"]']
+PRESETS["esd-u"] = [
+    *_ESD,
+    'lora.targets=["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2"]',
+]
 
 
 class ConfigError(ValueError):
@@ -136,6 +154,26 @@ class EraseSection:
     steps: int = _doc("DDIM steps of the frozen model's trajectory on the concept (x_t is taken at a random one)", 50)
     guidance: float = _doc("classifier-free guidance of that frozen sampling", 3.0)
     iterations: int = _doc("optimisation steps per epoch, each on a new batch of train.batch_size x_t", 20)
+    trajectory: str = _doc(
+        "which model draws the x_t: 'frozen' (the base model) or 'tuned' (the model being trained, as ESD does)",
+        "frozen",
+    )
+    preserve: list[str] = _doc(  # noqa: RUF009
+        "prompts to keep as they were (benign ones, and ones of the alternative's kind): the tuned model's "
+        "prediction for them is held to the frozen model's; empty: no preservation term",
+        factory=list,
+    )
+    preserve_weight: float = _doc("weight of the preservation term || eps(x, p) - eps*(x, p) ||^2", 1.0)
+    preserve_batch: int = _doc("x_t of preservation prompts per step (0: train.batch_size)", 0)
+    preserve_heldout: list[str] = _doc(  # noqa: RUF009
+        "prompts the preservation measure of early stopping is taken on (not trained on); empty: erase.preserve",
+        factory=list,
+    )
+    early_stop_drift: float = _doc(
+        "stop when the held-out preservation drift (rms of eps(x, p) - eps*(x, p) over rms of the frozen "
+        "guidance eps*(x, p) - eps*(x, '')) exceeds this; the LoRA of the last epoch under it is kept (0: off)",
+        0.0,
+    )
 
 
 @dataclass
@@ -208,6 +246,28 @@ class RLConfig:
             (1 <= e.steps <= 1000, "erase.steps", "must be in [1, 1000]"),
             (math.isfinite(e.guidance) and e.guidance >= 0, "erase.guidance", "must be >= 0"),
             (e.iterations >= 1, "erase.iterations", "must be >= 1"),
+            (e.trajectory in ("frozen", "tuned"), "erase.trajectory", "must be 'frozen' or 'tuned'"),
+            (
+                all(isinstance(p, str) and p.strip() for p in [*e.preserve, *e.preserve_heldout]),
+                "erase.preserve",
+                "must not hold empty prompts (erase.preserve and erase.preserve_heldout)",
+            ),
+            (
+                math.isfinite(e.preserve_weight) and e.preserve_weight >= 0,
+                "erase.preserve_weight",
+                "must be >= 0 (0 turns the preservation term off)",
+            ),
+            (0 <= e.preserve_batch <= 256, "erase.preserve_batch", "must be in [0, 256] (0: train.batch_size)"),
+            (
+                math.isfinite(e.early_stop_drift) and e.early_stop_drift >= 0,
+                "erase.early_stop_drift",
+                "must be >= 0 (0: no early stopping)",
+            ),
+            (
+                e.early_stop_drift == 0 or bool(e.preserve or e.preserve_heldout),
+                "erase.early_stop_drift",
+                "needs prompts to measure on: set erase.preserve or erase.preserve_heldout",
+            ),
         ]
 
     def _rl_checks(self) -> list:
