@@ -356,7 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     cpu0 = time.process_time()
 
-    tokenizer = make_tokenizer(work / "tokenizer")
+    if init is None:
+        tokenizer = make_tokenizer(work / "tokenizer")
+    else:  # the saved model's own tokenizer
+        from transformers import CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_pretrained(str(init / "tokenizer"))
     scenes, images = render_dataset(args.images, args.seed)
     times["render_s"] = time.monotonic() - t0
 
