@@ -4,7 +4,7 @@
 # Settings: COMFYUI_DIR=/path/to/ComfyUI (use an existing ComfyUI), PORT=8188, VENV=.venv
 PYTHON ?= python3
 
-.PHONY: run test setup lint bench-rewards bench-rl bench-erase bench-efficacy toy-model eval-toy
+.PHONY: run test setup lint bench-rewards bench-rl bench-erase bench-efficacy toy-model toy-model-continue eval-toy
 
 run:
 	$(PYTHON) tools/devenv.py run
@@ -39,6 +39,11 @@ bench-erase: setup
 # it follows prompts, on seeds no test uses.
 toy-model: setup
 	$${VENV:-.venv}/bin/python -m trainer.toyworld.pretrain --out models/toyworld --overwrite
+
+# How the committed model was made: the committed weights continued with bare colour words (a few CPU minutes).
+toy-model-continue: setup
+	$${VENV:-.venv}/bin/python -m trainer.toyworld.pretrain --out models/toyworld --overwrite \
+		--init-from models/toyworld --steps 300 --batch 32 --lr 5e-4 --warmup 30 --phrase-share 0.25
 
 eval-toy: setup
 	$${VENV:-.venv}/bin/python -m trainer eval --model models/toyworld --prompts benchmarks/toyworld_prompts.csv \

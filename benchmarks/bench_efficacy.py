@@ -99,7 +99,7 @@ METHODS = {
         "erase.iterations=10",
         "train.batch_size=16",
         "train.learning_rate=3e-3",
-        "train.epochs=20",
+        "train.epochs=8",
     ],
     # ESD as published (presets esd-x / esd-u); 1,000 iterations of batch 1 as 20 epochs of 50
     "ESD-x": ['erase.concepts=["red"]', "erase.iterations=50", "train.epochs=20", "train.learning_rate=1e-3"],
@@ -200,22 +200,19 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
 
 
 def evaluate_model(lora: str | None, prompts_csv: Path, out: Path, images_per_prompt: int) -> dict:
-    from trainer.evaluate import EvalSettings, evaluate
-
-    return evaluate(
-        EvalSettings(
-            model=str(TOY),
-            prompts=str(prompts_csv),
-            out=str(out),
-            lora=lora,
-            images_per_prompt=images_per_prompt,
-            seed=EVAL_SEED,
-            steps=30,
-            guidance=7.5,
-            detector="toy-red",
-            batch_size=64,
-        )
-    )
+    """`python -m trainer eval` in its own process with one torch thread (so evaluations run side by side)."""
+    command = [sys.executable, "-m", "trainer", "eval", "--model", str(TOY), "--prompts", str(prompts_csv)]
+    command += ["--out", str(out), "--images-per-prompt", str(images_per_prompt), "--seed", str(EVAL_SEED)]
+    command += ["--steps", "30", "--guidance", "7.5", "--detector", "toy-red", "--batch-size", "64", "--threads", "1"]
+    if lora:
+        command += ["--lora", lora]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"{out.name}.out", "w") as log:
+        done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"eval of {lora or 'the base model'} failed (see {out.parent / (out.name + '.out')})")
+    return json.loads((out / "results.json").read_text())
 
 
 def measures(result: dict, groups: dict[str, list[str]], alternative: str | None) -> dict:
@@ -317,7 +314,10 @@ def main() -> int:
     parser.add_argument("--images-per-prompt", type=int, default=2, help="eval images per prompt (default 2)")
     parser.add_argument("--out", default=str(ROOT / "test-artifacts" / "efficacy"))
     parser.add_argument(
-        "--parallel", type=int, default=os.cpu_count() or 1, help="trainers at once (default: one per core)"
+        "--parallel",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes at once, trainers and evaluations (default: one per core)",
     )
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     args = parser.parse_args()
@@ -334,23 +334,29 @@ def main() -> int:
         writer.writerow(["prompt", "category"])
         writer.writerows([p, g] for g, ps in groups.items() for p in ps)
 
-    def run(name: str) -> dict:
-        job = out / "jobs" / name.lower().replace(" ", "-")
-        shutil.rmtree(job, ignore_errors=True)
-        job.parent.mkdir(parents=True, exist_ok=True)
-        sys.stderr.write(f"training {name} for {args.cpu_minutes:g} CPU minutes ...\n")
-        return train_method(name, job, args.cpu_minutes, train_groups)
-
-    # one torch thread per trainer: as many run at once as there are cores, each on its own budget
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        runs = dict(zip(args.methods, pool.map(run, args.methods), strict=True))
-
-    results, rows = {}, {}
-    for name, run in {"base": None, **runs}.items():
+    def run(name: str) -> tuple[dict | None, dict]:
+        """Train the method (not for "base"), then evaluate it: (training figures, eval result)."""
+        trained = None
+        if name != "base":
+            job = out / "jobs" / name.lower().replace(" ", "-")
+            shutil.rmtree(job, ignore_errors=True)
+            job.parent.mkdir(parents=True, exist_ok=True)
+            sys.stderr.write(f"training {name} for at most {args.cpu_minutes:g} CPU minutes ...\n")
+            trained = train_method(name, job, args.cpu_minutes, train_groups)
         sys.stderr.write(f"evaluating {name} ...\n")
         folder = out / "eval" / name.lower().replace(" ", "-")
-        results[name] = evaluate_model(run["lora"] if run else None, prompts_csv, folder, args.images_per_prompt)
-        rows[name] = {**(run or {}), **measures(results[name], groups, ALTERNATIVE.get(name))}
+        lora = trained["lora"] if trained else None
+        return trained, evaluate_model(lora, prompts_csv, folder, args.images_per_prompt)
+
+    # one torch thread per process: trainers and evaluations run side by side, each on its own budget;
+    # the base model's evaluation runs beside the trainers
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        done = dict(zip(["base", *args.methods], pool.map(run, ["base", *args.methods]), strict=True))
+    runs = {name: trained for name, (trained, _) in done.items() if trained is not None}
+    results, rows = {}, {}
+    for name, (trained, result) in done.items():
+        results[name] = result
+        rows[name] = {**(trained or {}), **measures(result, groups, ALTERNATIVE.get(name))}
     grid(results, groups, out)
     n = {g: len(ps) * args.images_per_prompt for g, ps in groups.items()}
     text = (

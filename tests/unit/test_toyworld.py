@@ -123,3 +123,24 @@ def test_the_trainer_takes_the_toy_red_reward_by_name_with_named_parts():
     assert np.isfinite(values).all()
     with pytest.raises(ConfigError, match="toy-red"):
         make_reward(RewardSection(kind="toy-blue"))
+
+
+# Stated floor for the committed toy model's text encoder: the rms distance of a bare colour word's
+# embedding to the empty prompt's (all 77 positions). Before pretraining saw bare words, "red" sat at 0.054
+# (it read as the empty prompt) against 1.25 for "blue"; models/toyworld/training.json records the
+# committed model's distances.
+BARE_WORD_FLOOR = 0.5
+
+
+def test_the_toy_text_encoder_tells_a_bare_colour_word_from_the_empty_prompt():
+    import torch
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from trainer.toyworld.pretrain import BARE_WORDS, word_distances
+
+    toy = DEFAULT_CLASSIFIER.parent
+    tokenizer = CLIPTokenizer.from_pretrained(str(toy / "tokenizer"))
+    encoder = CLIPTextModel.from_pretrained(str(toy / "text_encoder"), torch_dtype=torch.float32)
+    distances = word_distances(tokenizer, encoder, BARE_WORDS)
+    assert set(distances) == {*COLOURS, *RED_SYNONYMS}
+    assert min(distances.values()) >= BARE_WORD_FLOOR, distances

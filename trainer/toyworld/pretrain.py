@@ -171,12 +171,14 @@ def train_vae(vae, images, steps: int, batch: int, lr: float, gen: torch.Generat
 
 
 @torch.no_grad()
-def encode(vae, images, batch: int = 512):
+def encode(vae, images, batch: int = 512, decode: int | None = None):
+    """The latents' means of every image, and the reconstructions of the first `decode` (default: all)."""
     means, recons = [], []
     for i in range(0, len(images), batch):
         mean = vae.encode(images[i : i + batch]).latent_dist.mean
         means.append(mean)
-        recons.append(vae.decode(mean).sample.clamp(-1, 1))
+        if decode is None or i < decode:
+            recons.append(vae.decode(mean[: None if decode is None else decode - i]).sample.clamp(-1, 1))
     return torch.cat(means), torch.cat(recons)
 
 
@@ -377,9 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         vae, unet, text_encoder = load_saved(init)
         previous = json.loads((init / "training.json").read_text()) if (init / "training.json").is_file() else None
         vae_loss = (previous or {}).get("vae", {}).get("final_loss")
-        means, recons = encode(vae, images)
+        means, recons = encode(vae, images, decode=1000)  # the VAE is kept: its PSNR on a sample suffices
         scaling = float(vae.config.scaling_factor)
-    psnr = float(10 * torch.log10(4.0 / F.mse_loss(recons, images)))
+    psnr = float(10 * torch.log10(4.0 / F.mse_loss(recons, images[: len(recons)])))
     latents = means * scaling
     times["vae_s"] = time.monotonic() - t
     log.info("vae: %d params, PSNR %.1f dB, scaling factor %.3f", count(vae), psnr, scaling)
