@@ -99,7 +99,7 @@ METHODS = {
         "erase.iterations=10",
         "train.batch_size=16",
         "train.learning_rate=3e-3",
-        "train.epochs=8",
+        "train.epochs=6",
     ],
     # ESD as published (presets esd-x / esd-u); 1,000 iterations of batch 1 as 20 epochs of 50
     "ESD-x": ['erase.concepts=["red"]', "erase.iterations=50", "train.epochs=20", "train.learning_rate=1e-3"],
@@ -360,7 +360,7 @@ def main() -> int:
     grid(results, groups, out)
     n = {g: len(ps) * args.images_per_prompt for g, ps in groups.items()}
     text = (
-        f"Toy world efficacy: {args.cpu_minutes:g} CPU minutes (one thread) of training per method; eval on "
+        f"Toy world efficacy: at most {args.cpu_minutes:g} CPU minutes (one thread) of training per method; eval on "
         f"{n['red']} red-prompt, {n['synonym']} synonym-prompt and {n['benign']} benign-prompt images "
         f"(seeds from {EVAL_SEED}, DDIM 30 steps, guidance 7.5) of the held-out templates "
         + ", ".join(f'"{TEMPLATES[i]}"' for i in HELDOUT_TEMPLATES)
