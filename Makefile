@@ -43,7 +43,7 @@ toy-model: setup
 # How the committed model was made: the committed weights continued with bare colour words (a few CPU minutes).
 toy-model-continue: setup
 	$${VENV:-.venv}/bin/python -m trainer.toyworld.pretrain --out models/toyworld --overwrite \
-		--init-from models/toyworld --steps 300 --batch 32 --lr 5e-4 --warmup 30 --phrase-share 0.25
+		--init-from models/toyworld --images 8000 --steps 200 --batch 32 --lr 1e-3 --warmup 20 --phrase-share 0.25
 
 eval-toy: setup
 	$${VENV:-.venv}/bin/python -m trainer eval --model models/toyworld --prompts benchmarks/toyworld_prompts.csv \
