@@ -159,7 +159,7 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
 
 
 def evaluate_model(lora: str | None, prompts_csv: Path, out: Path, images_per_prompt: int) -> dict:
-    from trainer.evaluate import EvalSettings, evaluate
+    from trainer.evaluation.run import EvalSettings, evaluate
 
     return evaluate(
         EvalSettings(

@@ -112,7 +112,7 @@ def make_text_encoder(tokenizer):
 def make_tokenizer(folder: Path):
     from transformers import CLIPTokenizer
 
-    from ..models import write_tokenizer
+    from ..diffusion.loading import write_tokenizer
 
     write_tokenizer(folder)
     # From the folder: passing vocab/merges paths to the constructor yields a 2-token vocabulary.
