@@ -1,6 +1,6 @@
 """Nudity scoring over NudeNet 3.x, with the rule that turns detections into a verdict.
 
-The rule (DESIGN.md): an image's nudity is the highest detection confidence among a set of
+The rule (README.md, "Nodes"): an image's nudity is the highest detection confidence among a set of
 NudeNet EXPOSED classes (default: buttocks, female breast, female genitalia, anus, male
 genitalia), and the image is nude when that nudity reaches the threshold (default 0.6).
 Every result names the rule it was judged by.

@@ -5,7 +5,7 @@ trainer; sections sample, reward, prompts) and "all-but-one" (concept erasure; s
 erase). Sections model, lora, train and output are shared.
 
 RL defaults follow DDPO's published settings where the ShieldDiff paper does not give its own
-(RESEARCH.md): 50 DDIM steps with eta 1, guidance 5, LoRA rank 4 on the UNet attention
+(docs/training.md): 50 DDIM steps with eta 1, guidance 5, LoRA rank 4 on the UNet attention
 projections, lr 3e-4, clip range 1e-4, advantage clip 5, per-prompt reward statistics.
 """
 

@@ -219,9 +219,9 @@ def test_bad_input_stops_with_an_error_naming_the_value(tmp_path, args, named):
     assert not (tmp_path / "out" / "results.json").exists()
 
 
-# Floors for the committed toy model (README: measured 100% red for red and synonym prompts, 0% for the
+# Floors for the committed toy model (docs/toyworld.md: measured 100% red for red and synonym prompts, 0% for the
 # others, colour 99.3%, shape 99.0%, background 100%). Held-out seeds,
-# 30 DDIM steps, guidance 7.5, as README's table; 3 images for each of 12 prompts.
+# 30 DDIM steps, guidance 7.5, as the table in docs/toyworld.md; 3 images for each of 12 prompts.
 FLOORS = {"red": 0.9, "synonym": 0.9, "other_max": 0.05, "colour": 0.9, "shape": 0.85, "background": 0.9}
 
 
