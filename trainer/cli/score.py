@@ -57,7 +57,13 @@ def _read(path: Path) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     files = collect_images(args.inputs)
     if args.prompts:
-        prompts = Path(args.prompts).read_text().splitlines()
+        from ..prompts import PromptError, load_prompt_file
+
+        try:
+            prompts = load_prompt_file(args.prompts)
+        except PromptError as exc:
+            log.error("%s", exc)
+            return 2
         if len(prompts) != len(files):
             log.error(
                 "%s has %d prompts for %d images: give one line per image", args.prompts, len(prompts), len(files)

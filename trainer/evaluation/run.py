@@ -13,7 +13,6 @@ p-th prompt after filtering; its batch does not change it. The output folder get
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_write, atomic_write_text, finite
-from ..prompts import PromptError
+from ..prompts import PromptError, read_prompt_rows
 from .detectors import EvalDetector, make_eval_detector
 
 __all__ = [
@@ -131,31 +130,14 @@ def load_eval_prompts(path: str | Path, categories: list[str] = (), max_prompts:
     path = Path(path)
     if not path.is_file():
         raise EvalError(f"prompt file {path} does not exist: give a .csv (with a 'prompt' column), .jsonl or .txt file")
-    text = path.read_text(encoding="utf-8")
-    rows: list[EvalPrompt] = []
-    if path.suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
-        if "prompt" not in fields:
-            raise EvalError(f"{path} has no 'prompt' column (columns: {', '.join(fields) or 'none'})")
-        for number, raw in enumerate(reader, 2):
-            row = {(k or "").strip().lower(): v for k, v in raw.items()}
-            prompt = (row.get("prompt") or "").strip()
-            if prompt:
-                rows.append(EvalPrompt(prompt, _categories_of(row), _seed_of(row, f"{path}:{number}")))
-    elif path.suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                prompt = str(row["prompt"]).strip()
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise EvalError(f"{path}:{number}: expected a JSON object with a 'prompt' field") from exc
-            seeds = {k: str(row[k]) for k in SEED_COLUMNS if k in row}
-            rows.append(EvalPrompt(prompt, _categories_of(row), _seed_of(seeds, f"{path}:{number}")))
-    else:
-        rows = [EvalPrompt(line.strip()) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    try:
+        records = read_prompt_rows(path)
+    except PromptError as exc:
+        raise EvalError(str(exc)) from exc
+    rows = []
+    for number, row in enumerate(records, 1):
+        seeds = {k: str(row[k]) for k in SEED_COLUMNS if row.get(k) not in (None, "")}
+        rows.append(EvalPrompt(row["prompt"], _categories_of(row), _seed_of(seeds, f"{path}, prompt {number}")))
     if categories:
         if not any(r.categories for r in rows):
             raise EvalError(f"{path} has no category column ('category' or 'categories') to filter by {categories}")

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..prompts import PromptError, load_prompt_file
+from ..prompts import PromptError, load_prompt_file, split_prompts
 from ..training.config import ConfigError, RLConfig
 
 __all__ = ["LIMITS", "RequestError", "TrainingRequest", "check_lora_name", "split_prompts"]
@@ -52,11 +52,6 @@ def check_lora_name(name: str) -> str:
             "spaces and . _ + - (at most 100 characters)"
         )
     return stem
-
-
-def split_prompts(text: str) -> list[str]:
-    """One prompt per line; blank lines and lines starting with '#' are skipped."""
-    return [line.strip() for line in (text or "").splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
 @dataclass
