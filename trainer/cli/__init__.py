@@ -18,6 +18,19 @@ def _demo_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_reference(args: argparse.Namespace) -> int:
+    from ..files import atomic_write_text
+    from ..training.config_reference import render_reference
+
+    text = render_reference()
+    if args.out:
+        atomic_write_text(args.out, text)
+        log.info("wrote %s", args.out)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="ShieldDiff core tools.")
     parser.add_argument("--version", action="version", version=f"shielddiff {__version__}")
@@ -28,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, help="where to write the .safetensors file")
     demo.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     demo.set_defaults(func=_demo_checkpoint)
+
+    reference = sub.add_parser("config-reference", help="write the training configuration reference (markdown)")
+    reference.add_argument("--out", help="file to write (default: standard output)")
+    reference.set_defaults(func=_config_reference)
 
     from . import score as score_cli
 
