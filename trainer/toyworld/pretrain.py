@@ -1,12 +1,12 @@
 """Train the toy world's StableDiffusionPipeline (and its shape classifier) from scratch on the CPU.
 
     python -m trainer.toyworld.pretrain --out models/toyworld [--threads 1]
-    python -m trainer.toyworld.pretrain --out models/toyworld --overwrite --init-from models/toyworld --steps 400 --lr 5e-4
+    python -m trainer.toyworld.pretrain --out models/toyworld --overwrite --init-from models/toyworld --steps 200 --lr 1e-3
 
 The first trains from scratch; the second continues the denoiser and text encoder of a saved model
 (its VAE and shape classifier are kept as they are) on the same recipe's data.
 
-The recipe (TOYWORLD.md), every random choice seeded:
+The recipe (docs/toyworld.md), every random choice seeded:
 1. Render the training scenes (world.py); a share of them (--phrase-share, 20%) is captioned by a bare
    colour word or short phrase ("red", "a crimson thing", "something blue": world.PHRASES) instead
    of a full prompt, so that a concept named by one word carries its meaning.
@@ -118,7 +118,7 @@ def make_text_encoder(tokenizer):
 def make_tokenizer(folder: Path):
     from transformers import CLIPTokenizer
 
-    from ..models import write_tokenizer
+    from ..diffusion.loading import write_tokenizer
 
     write_tokenizer(folder)
     # From the folder: passing vocab/merges paths to the constructor yields a 2-token vocabulary.
