@@ -11,7 +11,7 @@ machine does not change how much work a method gets):
 - All-but-One: erase red (and its synonyms) into blue, named by the training prompts, each paired
   with the same prompt in blue, with a preservation set (the benign training prompts) held to the
   frozen model, the LoRA on the cross-attention keys and values only, and early stopping on the
-  preservation drift of held-out benign prompts (ALL_BUT_ONE below);
+  preservation drift of held-out benign prompts (all_but_one_prompts below);
 - ESD-x and ESD-u: ESD as published (the `esd-x` / `esd-u` presets: x_t from the model being
   trained, negative guidance 1, DDIM 50 steps at guidance 3, batch 1, 1,000 iterations), erasing
   the word "red".
@@ -86,7 +86,7 @@ METHODS = {
         "prompts.unsafe_ratio=0.5",
     ],
     # All-but-One: the concept, the alternative and the preservation set come from the training prompts
-    # (ALL_BUT_ONE_PROMPTS); these settings were chosen on small runs (docs/toyworld.md).
+    # (all_but_one_prompts); these settings were chosen on a pilot run (docs/toyworld.md).
     "All-but-One": [
         'train.method="all-but-one"',
         'lora.targets=["attn2.to_k", "attn2.to_v"]',
