@@ -25,7 +25,6 @@ from typing import Any
 from .images import to_rgb_uint8
 
 __all__ = [
-    "nudity_score",
     "DEFAULT_EXPOSED_CLASSES",
     "NUDENET_CLASSES",
     "Detection",
@@ -35,6 +34,7 @@ __all__ = [
     "NudityRule",
     "get_detector",
     "judge",
+    "nudity_score",
 ]
 
 log = logging.getLogger(__name__)

@@ -28,6 +28,25 @@ PRESETS = {
     # ESD-style erasure as the same objective: a negative guidance target away from the concept,
     # no alternative, no constraint on the unconditional prediction (ESD-u/x's eta 1 is eta -1 here).
     "esd": ['train.method="all-but-one"', "erase.alternatives=[]", "erase.eta=-1.0", "erase.lambda_uncond=0.0"],
+    # ShieldDiff RL in the toy world (docs/toyworld.md): the settings bench-efficacy measures.
+    "toy-rl": [
+        'train.method="shielddiff-rl"',
+        "reward.kind=toy-red",
+        "sample.steps=20",
+        "sample.guidance=7.5",
+        "sample.batch_size=16",
+        "sample.group_size=4",
+        "sample.batches_per_epoch=1",
+        "train.batch_size=16",
+        "train.learning_rate=3e-3",
+        "train.warmup_epochs=5",
+        "train.early_steps=0.5",
+        "train.timestep_batch=0",
+        "train.inner_epochs=2",
+        "train.clip_range=1e-3",
+        "train.kl_coef=0.0",
+        "prompts.unsafe_ratio=0.5",
+    ],
 }
 
 

@@ -34,3 +34,18 @@ def test_mix_ratio_and_reproducibility():
     with pytest.raises(PromptError, match="no unsafe prompts"):
         PromptMixer([], ["b"], 0.5)
     assert all(not u for _, u in PromptMixer([], ["b"], 0.0).draw(4, 0))
+
+
+def test_group_draw_repeats_each_prompt_for_its_group_and_mixes_both_kinds_in_every_batch():
+    mixer = PromptMixer(["u1", "u2", "u1", "u3"], ["b1", "b2", "b2"], unsafe_ratio=0.5)
+    assert mixer.unsafe == ["u1", "u2", "u3"] and mixer.benign == ["b1", "b2"]  # de-duplicated, order kept
+    for seed in range(20):
+        batch = mixer.draw(16, seed=seed, group_size=4)
+        prompts = [p for p, _ in batch]
+        groups = [prompts[k : k + 4] for k in range(0, 16, 4)]
+        assert all(len(set(g)) == 1 for g in groups)  # 4 prompts, 4 samples each, in a row
+        assert len({g[0] for g in groups}) == 4  # distinct prompts while the lists have enough
+        assert sum(u for _, u in batch) == 8
+    lopsided = PromptMixer(["u1", "u2"], ["b1"], unsafe_ratio=0.9)
+    assert all(any(not u for _, u in lopsided.draw(8, seed=s, group_size=4)) for s in range(10))  # benign in each
+    assert [p for p, _ in PromptMixer(["u"], ["b"], 1.0).draw(6, 0, group_size=4)] == ["u"] * 6  # last group short
