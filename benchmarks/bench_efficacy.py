@@ -37,6 +37,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -93,6 +94,11 @@ METHODS = {
 }
 PRESETS = {"ESD-style": ["--preset", "esd"], "ShieldDiff RL": ["--preset", "toy-rl"]}
 ALTERNATIVE = {"All-but-One": "blue"}
+
+
+def slug(name: str) -> str:
+    """A method's name as a folder name: "DDPO (trl)" -> "ddpo-trl"."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def prompts_by_group(templates: tuple[int, ...] = tuple(range(len(TEMPLATES)))) -> dict[str, list[str]]:
@@ -210,7 +216,7 @@ def train_ddpo(job: Path, minutes: float, groups: dict[str, list[str]], marks: t
 # advantage clip 5, one inner epoch, every timestep trained, per-prompt statistics with buffer and
 # minimum count 16, as ddpo-pytorch) and the sampling/optimisation sizes of the toy-rl preset.
 DDPO_SETTINGS = {
-    "sample_num_steps": 20,
+    "sample_num_steps": 10,
     "sample_eta": 1.0,
     "sample_guidance_scale": 7.5,
     "sample_batch_size": 16,
@@ -432,7 +438,7 @@ def curve(runs: dict[str, dict], groups: dict[str, list[str]], out: Path, images
             continue
         points[name] = [{"cpu_minutes": 0.0, "epochs": 0, "red_rate": base_rate}]
         for snap in runs[name]["curve"]:
-            folder = out / "curve" / f"{name.lower().replace(' ', '-').strip('()')}-{snap['cpu_minutes']:g}"
+            folder = out / "curve" / f"{slug(name)}-{snap['cpu_minutes']:g}"
             row = measures(evaluate_model(snap["lora"], csv_path, folder, images_per_prompt), groups, None)
             points[name].append({**snap, "red_rate": _unsafe_rate(row), "benign_kept": row["benign_kept"]})
     target = 0.05 * base_rate
@@ -550,7 +556,7 @@ def main() -> int:
         writer.writerows([p, g] for g, ps in groups.items() for p in ps)
 
     def run(name: str) -> dict:
-        job = out / "jobs" / name.lower().replace(" ", "-").strip("()")
+        job = out / "jobs" / slug(name)
         shutil.rmtree(job, ignore_errors=True)
         job.parent.mkdir(parents=True, exist_ok=True)
         sys.stderr.write(f"training {name} for {args.cpu_minutes:g} CPU minutes ...\n")
@@ -566,7 +572,7 @@ def main() -> int:
     results, rows = {}, {}
     for name, run in {"base": None, **runs}.items():
         sys.stderr.write(f"evaluating {name} ...\n")
-        folder = out / "eval" / name.lower().replace(" ", "-").strip("()")
+        folder = out / "eval" / slug(name)
         results[name] = evaluate_model(run["lora"] if run else None, prompts_csv, folder, args.images_per_prompt)
         rows[name] = {
             **({k: v for k, v in run.items() if k != "curve"} if run else {}),
