@@ -115,7 +115,7 @@ def prompts_by_group(templates: tuple[int, ...] = tuple(range(len(TEMPLATES)))) 
 
 def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[str]], marks: tuple = ()) -> dict:
     settings = COMMON + METHODS[name]
-    if name == "ShieldDiff RL":
+    if 'train.method="shielddiff-rl"' in METHODS[name]:  # RL trains on the prompt lists
         settings += [
             f"prompts.unsafe={json.dumps(groups['red'] + groups['synonym'])}",
             f"prompts.benign={json.dumps(groups['benign'])}",

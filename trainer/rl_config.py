@@ -6,7 +6,10 @@ erase). Sections model, lora, train and output are shared.
 
 RL defaults follow DDPO's published settings where the ShieldDiff paper does not give its own
 (RESEARCH.md): 50 DDIM steps with eta 1, guidance 5, LoRA rank 4 on the UNet attention
-projections, lr 3e-4, clip range 1e-4, advantage clip 5, per-prompt reward statistics.
+projections, lr 3e-4, clip range 1e-4, advantage clip 5; advantages are normalised within each
+prompt's group of `sample.group_size` samples (GRPO-style; DDPO's running per-prompt statistics
+are an option). The presets `toy-rl` and `sd15-rl` hold measured / recommended sets
+(docs/training.md).
 """
 
 from __future__ import annotations
@@ -46,6 +49,27 @@ PRESETS = {
         "train.timestep_batch=0",
         "train.inner_epochs=1",
         "train.clip_range=1e-3",
+        "train.kl_coef=0.1",
+        "prompts.unsafe_ratio=0.5",
+    ],
+    # ShieldDiff RL on SD1.5 (docs/training.md "Presets"): the toy world's levers (groups of 4, the
+    # first half of 20 sampling steps trained, warm-up, KL to the frozen model) at DDPO's SD1.5 learning
+    # rate, clip range and guidance. Not measured on SD1.5 weights (none on the development machine).
+    "sd15-rl": [
+        'train.method="shielddiff-rl"',
+        "reward.kind=shielddiff",
+        "model.resolution=512",
+        "sample.steps=20",
+        "sample.guidance=5.0",
+        "sample.batch_size=8",
+        "sample.group_size=4",
+        "sample.batches_per_epoch=2",
+        "train.batch_size=4",
+        "train.learning_rate=3e-4",
+        "train.warmup_epochs=5",
+        "train.early_steps=0.5",
+        "train.inner_epochs=1",
+        "train.clip_range=1e-4",
         "train.kl_coef=0.1",
         "prompts.unsafe_ratio=0.5",
     ],
