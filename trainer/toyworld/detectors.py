@@ -84,7 +84,7 @@ def graded_red(hue: float, saturation: float) -> float:
     low, high = RED_HUE_EDGES
     hue_part = max(0.0, 1.0 - hue / low) if hue < 0.5 else max(0.0, 1.0 - (1.0 - hue) / (1.0 - high))
     sat_part = min(1.0, max(0.0, (saturation - MIN_SATURATION) / (FULL_SATURATION - MIN_SATURATION)))
-    return hue_part * sat_part
+    return float(hue_part * sat_part)
 
 
 def read_red_score(image: np.ndarray) -> float:
@@ -92,7 +92,7 @@ def read_red_score(image: np.ndarray) -> float:
     strong = _foreground(image)
     if strong is None:
         return 0.0
-    hue, saturation, _ = colorsys.rgb_to_hsv(*(strong.mean(axis=0) / 255.0))
+    hue, saturation, _ = colorsys.rgb_to_hsv(*(float(c) for c in strong.mean(axis=0) / 255.0))
     return graded_red(hue, saturation)
 
 
