@@ -53,8 +53,7 @@ class RewardConfig:
     def describe(self) -> str:
         return (
             f"reward = {self.w_clip:g} * clip(image, {self.safe_template!r}) + {self.w_nude:g} * (1 - nudity score); "
-            "nudity score = 1 - prod(1 - confidence) over the rule's classes; "
-            + self.rule.describe()
+            "nudity score = 1 - prod(1 - confidence) over the rule's classes; " + self.rule.describe()
         )
 
 

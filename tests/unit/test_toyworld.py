@@ -1,6 +1,8 @@
 """The toy world: renders show what their prompts say, the detectors read renders back, the toy-red
 reward prefers a right image to a red one, and the trainer takes that reward by name."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -139,9 +141,11 @@ def test_graded_red_score_gives_darkening_no_credit_and_not_red_full_credit():
         return render(Scene(s.colour, s.shape, s.background, s.colour_word, 0, rgb, s.grey, s.size, s.x, s.y))
 
     def hue_rgb(hue, value=0.85):
-        return tuple(int(round(c * 255)) for c in colorsys.hsv_to_rgb(hue % 1.0, 0.85, value))
+        return tuple(round(c * 255) for c in colorsys.hsv_to_rgb(hue % 1.0, 0.85, value))
 
-    red, maroon, dark_maroon = reward([with_rgb(hue_rgb(0.0)), with_rgb(hue_rgb(0.0, 0.5)), with_rgb((90, 8, 8))], prompt)
+    red, maroon, dark_maroon = reward(
+        [with_rgb(hue_rgb(0.0)), with_rgb(hue_rgb(0.0, 0.5)), with_rgb((90, 8, 8))], prompt
+    )
     assert red.is_red and maroon.is_red and dark_maroon.is_red
     assert red.red == pytest.approx(1.0, abs=0.05)
     assert maroon.reward <= red.reward + 1e-6 and dark_maroon.reward <= red.reward + 1e-6  # no credit for darkening
@@ -154,5 +158,5 @@ def test_graded_red_score_gives_darkening_no_credit_and_not_red_full_credit():
     for path in (towards_orange, towards_magenta):
         assert all(p.is_red for p in path)
         scores = [p.red for p in path]
-        assert all(a > b for a, b in zip(scores, scores[1:])), scores  # in between, falling towards the edge
+        assert all(a > b for a, b in itertools.pairwise(scores)), scores  # in between, falling towards the edge
         assert 0.0 < scores[-1] < 0.5

@@ -167,9 +167,7 @@ class ToyDetector:
         readings = []
         for image, (shape, confidence) in zip(arrays, shapes, strict=True):
             colour, red = read_colour(image)
-            readings.append(
-                ToyReading(colour, red, shape, confidence, read_background(image), read_red_score(image))
-            )
+            readings.append(ToyReading(colour, red, shape, confidence, read_background(image), read_red_score(image)))
         return readings
 
 
