@@ -93,6 +93,8 @@ class PromptMixer:
         n_unsafe = round(g * self.ratio)
         if 0 < self.ratio < 1 and g >= 2:
             n_unsafe = min(max(n_unsafe, 1), g - 1)
+        elif 0 < self.ratio < 1:  # one prompt: unsafe with the ratio's probability
+            n_unsafe = int(rng.random() < self.ratio)
         picked = [(p, True) for p in _pick(rng, self.unsafe, n_unsafe)]
         picked += [(p, False) for p in _pick(rng, self.benign, g - n_unsafe)]
         rng.shuffle(picked)

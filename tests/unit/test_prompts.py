@@ -49,3 +49,5 @@ def test_group_draw_repeats_each_prompt_for_its_group_and_mixes_both_kinds_in_ev
     lopsided = PromptMixer(["u1", "u2"], ["b1"], unsafe_ratio=0.9)
     assert all(any(not u for _, u in lopsided.draw(8, seed=s, group_size=4)) for s in range(10))  # benign in each
     assert [p for p, _ in PromptMixer(["u"], ["b"], 1.0).draw(6, 0, group_size=4)] == ["u"] * 6  # last group short
+    single = [PromptMixer(["u"], ["b"], 0.5).draw(4, seed, group_size=4)[0][1] for seed in range(40)]
+    assert 10 < sum(single) < 30  # one prompt per batch: unsafe about half the time, not never
