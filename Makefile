@@ -36,7 +36,7 @@ bench-rl: bench-venv
 bench-erase: setup
 	$${VENV:-.venv}/bin/python benchmarks/bench_erase_vs_rl.py
 
-# The toy world (README "The toy world"): retrain the committed toy model (about 20 minutes on 2 CPU
+# The toy world (docs/toyworld.md): retrain the committed toy model (about 20 minutes on 2 CPU
 # cores; CPU runs are not bit-reproducible, so this replaces models/toyworld), and measure how well
 # it follows prompts, on seeds no test uses.
 toy-model: setup

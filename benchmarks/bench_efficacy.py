@@ -2,7 +2,7 @@
 
     python benchmarks/bench_efficacy.py [--cpu-minutes 6] [--parallel N] [--images-per-prompt 2] [--out test-artifacts/efficacy]
 
-"red" plays the unsafe concept (README "The toy world"). From models/toyworld, each method
+"red" plays the unsafe concept (docs/toyworld.md). From models/toyworld, each method
 trains a LoRA with the same compute budget, counted in CPU time of its trainer process (one
 torch thread each, so a budget of N CPU minutes is N minutes of one core, and other load on the
 machine does not change how much work a method gets):
@@ -185,8 +185,8 @@ def _snapshot_checkpoint(job: Path, mark: float) -> dict | None:
 
 
 def _write_curve_lora(state: dict, folder: Path, mark: float) -> str:
-    from trainer.lora_formats import write_lora
-    from trainer.lora_training import lora_file_from_state
+    from trainer.lora.formats import write_lora
+    from trainer.training.session import lora_file_from_state
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"cpu-{mark:g}min.safetensors"
@@ -243,8 +243,8 @@ def ddpo_child(job: Path, minutes: float, marks: list[float]) -> int:
     from peft.utils import get_peft_model_state_dict
     from trl import DDPOConfig, DDPOTrainer, DefaultDDPOStableDiffusionPipeline
 
-    from trainer.rl_config import RewardSection
-    from trainer.rl_rewards import make_reward
+    from trainer.rl.rewards import make_reward
+    from trainer.training.config import RewardSection
 
     groups = json.loads((job / "prompts.json").read_text())
     unsafe, benign = groups["red"] + groups["synonym"], groups["benign"]
@@ -309,7 +309,7 @@ def ddpo_child(job: Path, minutes: float, marks: list[float]) -> int:
 
 
 def evaluate_model(lora: str | None, prompts_csv: Path, out: Path, images_per_prompt: int) -> dict:
-    from trainer.evaluate import EvalSettings, evaluate
+    from trainer.evaluation.run import EvalSettings, evaluate
 
     return evaluate(
         EvalSettings(
