@@ -117,8 +117,8 @@ class Options:
         self.detector, self.resolution, self.keep = detector, int(resolution), bool(keep)
 
     def gate_settings(self):
-        gate = core("gate")
-        thresholds = core("censor").parse_class_thresholds(self.class_thresholds, self.threshold)
+        gate = core("nudity.gate")
+        thresholds = core("nudity.censor").parse_class_thresholds(self.class_thresholds, self.threshold)
         return gate.GateSettings(
             threshold=self.threshold,
             mode=self.mode,
@@ -171,7 +171,7 @@ class Script(scripts.Script):
         if not options.enabled:
             return
         if options.lora and options.lora != NO_LORA:
-            tag = core("gate").with_lora_tag
+            tag = core("nudity.gate").with_lora_tag
             for name in ("all_prompts", "all_hr_prompts"):
                 prompts = getattr(p, name, None)
                 if isinstance(prompts, list):
@@ -188,7 +188,9 @@ class Script(scripts.Script):
         state = shared.state
         if self._preview_wrapper is None:
             self._replaced = vars(state).get("assign_current_image", _ABSENT)
-            self._preview_wrapper = core("gate").censoring_preview(state.assign_current_image, self._preview_settings)
+            self._preview_wrapper = core("nudity.gate").censoring_preview(
+                state.assign_current_image, self._preview_settings
+            )
             state.assign_current_image = self._preview_wrapper
         close = p.close
         if not getattr(close, "_shielddiff_releases", False):
@@ -226,7 +228,7 @@ class Script(scripts.Script):
         options = Options(*args)
         if not options.enabled or not options.gate:
             return
-        gate = core("gate")
+        gate = core("nudity.gate")
         try:
             (result,) = gate.gate_images([pp.image], options.gate_settings())
         except Exception as exc:  # the webui would log it and keep the ungated image: withhold it instead
