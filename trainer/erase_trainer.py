@@ -219,7 +219,7 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
         config.erase.eta,
         config.erase.lambda_uncond,
     )
-    with StopFlag() as stop:
+    with StopFlag(job) as stop:
         snapshot = {"lora": lora_state(models), "optimizer": copy.deepcopy(models.optimizer.state_dict())}
         done = start
         try:
