@@ -153,6 +153,8 @@ def test_a_cancel_file_stops_the_job_at_a_safe_point_and_resume_equals_the_unint
         assert done_before >= 1
         config = (queue.root / job_id / "config.toml").read_text()
         (queue.root / job_id / "config.toml").write_text(config.replace("epochs = 30", f"epochs = {done_before + 1}"))
+        while queue._running is not None:  # the trainer has marked the job; wait until its process has ended
+            time.sleep(0.1)
         queue.resume(job_id)
         assert wait_for(queue, job_id, ("done", "failed"))["state"] == "done"
         straight = queue.submit(request(pipeline, "straight", epochs=done_before + 1).to_config(), "straight")["id"]
