@@ -101,7 +101,8 @@ def build_pipeline(folder: Path, tiny: bool) -> Path:
     text = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in text_cfg.items() if k != "architectures"}))
     write_byte_tokenizer(folder / "_tokenizer")
     tokenizer = CLIPTokenizer.from_pretrained(folder / "_tokenizer")
-    scheduler = DDIMScheduler.from_config({k: v for k, v in SD15_SCHEDULER.items() if not k.startswith("_")})
+    scheduler_cfg = {k: v for k, v in SD15_SCHEDULER.items() if not k.startswith("_")}
+    scheduler = DDIMScheduler.from_config(scheduler_cfg | {"clip_sample": False})  # as SD1.5's own scheduler file
     pipe = StableDiffusionPipeline(vae, text, tokenizer, unet, scheduler, None, None, requires_safety_checker=False)
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
     params = sum(p.numel() for p in unet.parameters())

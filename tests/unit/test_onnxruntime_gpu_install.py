@@ -2,8 +2,8 @@
 the pack's requirements, installed as ComfyUI-Manager installs them, leave onnxruntime-gpu the only
 onnxruntime, and NudeNet scoring works through it.
 
-In a fresh virtual environment (no system packages; packages from the package index, cached under
-.cache/pip): onnxruntime-gpu (its wheel installs on a machine without a GPU); then the Manager's
+In a fresh virtual environment (no system packages; packages from the package index, the
+onnxruntime-gpu wheel kept in .cache/wheels and pip's cache in .cache/pip): onnxruntime-gpu (its wheel installs on a machine without a GPU); then the Manager's
 `pip install -r requirements.txt`, resolved in full against that environment (pip's dry run: the
 full set would download torch); then the detector's share of it installed for real and install.py's
 NudeNet step, which the Manager runs after requirements.txt.
@@ -20,7 +20,7 @@ import pytest
 
 from comfy_harness import REPO
 
-CACHE = REPO / ".cache" / "pip"
+CACHE = REPO / ".cache"
 DETECTOR_REQUIREMENTS = ("numpy", "pillow", "opencv-python-headless", "psutil")
 SCORE = """
 import json, cv2, numpy as np
@@ -51,8 +51,8 @@ def test_the_pack_s_requirements_keep_onnxruntime_gpu_and_nudity_scoring_works(t
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     py = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_", "VIRTUAL_ENV"))}
-    env |= {"PIP_CACHE_DIR": str(CACHE), "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env |= {"PIP_CACHE_DIR": str(CACHE / "pip"), "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off"}
 
     def run(*args, **kw) -> str:
         done = subprocess.run(
@@ -61,7 +61,10 @@ def test_the_pack_s_requirements_keep_onnxruntime_gpu_and_nudity_scoring_works(t
         assert done.returncode == 0, f"{args}: {done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
-    run("-m", "pip", "install", "--quiet", "onnxruntime-gpu")
+    wheels = CACHE / "wheels"  # the onnxruntime-gpu wheel (about 250 MB) is downloaded once
+    if not list(wheels.glob("onnxruntime_gpu-*.whl")):
+        run("-m", "pip", "download", "--quiet", "--no-deps", "-d", str(wheels), "onnxruntime-gpu")
+    run("-m", "pip", "install", "--quiet", "--find-links", str(wheels), "onnxruntime-gpu")
     report = tmp_path / "report.json"
     run("-m", "pip", "install", "--quiet", "--dry-run", "--report", str(report), "-r", str(REPO / "requirements.txt"))
     would_install = [i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]]
