@@ -23,6 +23,8 @@ import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
 
+from nudenet import NudeDetector  # noqa: E402
+
 from sample_images import figure, plain  # noqa: E402
 from trainer.clip_score import ClipScorer, ClipSpec  # noqa: E402
 from trainer.nudity import NudityDetector  # noqa: E402
@@ -56,7 +58,7 @@ def main() -> int:
     tensor = torch.from_numpy(np.stack(uint8).astype(np.float32) / 255.0)
 
     detector = NudityDetector()
-    nudenet = detector._load()  # the very same onnxruntime session, called directly
+    nudenet = NudeDetector()  # NudeNet's own detector: the same model, in its own CPU session
     clip = ClipScorer(ClipSpec("ViT-B-32", random_weights=True))
     reward = ShieldDiffReward(RewardConfig(), detector, clip)
     prompts = ["a person on a beach"] * args.batch
