@@ -251,8 +251,8 @@ def main() -> int:
         if k in ("epochs", "steps", "batch", "rank", "resolution", "erase_updates", "precision")
     ]
     passed += [] if args.checkpointing else ["--no-checkpointing"]
-    results = {}
-    for name in ("rl", "all-but-one"):
+    results, failed = {}, {}
+    for name in ("rl", "all-but-one"):  # each in its own process; one failing does not stop the other
         out = work / name
         out.mkdir()
         cmd = [sys.executable, __file__, "--child", name, "--out", str(out), "--folder", str(folder), *passed]
@@ -261,8 +261,9 @@ def main() -> int:
         )
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0:
+            failed[name] = f"exit {done.returncode}: {done.stderr[-4000:]}"
             sys.stderr.write(f"{name} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}\n")
-            return 1
+            continue
         results[name] = json.loads((out / "result.json").read_text())
         sys.stdout.write(f"{name}: done in {results[name]['run_seconds']:.0f} s\n")
         sys.stdout.flush()
@@ -281,6 +282,7 @@ def main() -> int:
         "reward": "brightness",
     }
     report = {"setup": setup, "environment": environment(), "build_seconds": build_s, "results": results}
+    report["failed"] = failed
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     env = report["environment"]
@@ -296,8 +298,10 @@ def main() -> int:
             f"{name:12s} {r['samples_per_s']:10.3f} {r['s_per_update']:9.2f} {r['updates_per_epoch']:14d} "
             f"{r['peak_memory_mb']:12.0f}  {epochs}\n"
         )
+    for name in failed:
+        sys.stdout.write(f"{name:12s} failed (see above)\n")
     sys.stdout.write(f"JSON: {Path(args.out).resolve()}\n")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
