@@ -17,7 +17,8 @@ process (so peak memory is its own):
   epoch. samples/s = x_t trained per second.
 
 The first epoch is a warm-up; figures are the mean of the others. Peak memory is
-torch.cuda.max_memory_allocated of the trainer process. Prints a table and writes JSON.
+torch.cuda.max_memory_allocated of the trainer process (with --tiny on a CPU: its peak RSS).
+Prints a table and writes JSON.
 Needs torch (CUDA build), diffusers, transformers, peft and accelerate; refuses to run without
 a CUDA device. `--quick`: 10 steps, 2 epochs, 2 All-but-One updates (a smoke run, not the
 figures). `--tiny` runs a tiny model at 32 px on whatever device there is (CPU included): a
@@ -290,7 +291,7 @@ def main() -> int:
         f"\n{setup['family']} random weights, {args.resolution} px, {args.steps} DDIM steps, batch {args.batch}, "
         f"LoRA rank {args.rank}, {args.precision}, gradient checkpointing {'on' if args.checkpointing else 'off'}; "
         f"{env.get('gpu', 'no GPU')}, torch {env['torch']}\n"
-        f"{'method':12s} {'samples/s':>10s} {'s/update':>9s} {'updates/epoch':>14s} {'peak GPU MB':>12s}  epoch s\n"
+        f"{'method':12s} {'samples/s':>10s} {'s/update':>9s} {'updates/epoch':>14s} {'peak MB':>12s}  epoch s\n"
     )
     for name, r in results.items():
         epochs = " ".join(f"{s:.1f}" for s in r["epoch_seconds"])
