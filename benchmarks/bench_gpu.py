@@ -58,7 +58,7 @@ def missing_packages() -> list[str]:
 def write_byte_tokenizer(folder: Path) -> None:
     """A CLIP tokenizer whose tokens are single bytes (no merges): CLIP's special tokens and 77-token
     padding, so the text encoder does CLIP's work; no vocabulary file to download."""
-    from trainer.models import _bytes_to_unicode
+    from trainer.diffusion.loading import _bytes_to_unicode
 
     chars = list(_bytes_to_unicode().values())
     vocab = [*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"]
@@ -85,7 +85,7 @@ def build_pipeline(folder: Path, tiny: bool) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from trainer.models import SD15_SCHEDULER, SD15_TEXT, SD15_UNET, SD15_VAE
+    from trainer.diffusion.loading import SD15_SCHEDULER, SD15_TEXT, SD15_UNET, SD15_VAE
 
     torch.manual_seed(0)
     unet_cfg = {k: v for k, v in SD15_UNET.items() if not k.startswith("_")}
@@ -151,18 +151,18 @@ def child(args) -> int:
     """One method in this process: train, then write what it measured."""
     import torch
 
-    from trainer.rl_config import load_config
+    from trainer.training.config import load_config
 
     out = Path(args.out)
     job = out / "job"
     config = load_config(None, settings(args, args.child, job))
     if args.child == "rl":
-        from trainer.rl_trainer import train
+        from trainer.rl.trainer import train
 
         updates = 1  # 4 samples, train batch 4, one inner epoch: one optimizer step an epoch
         per_update = args.batch
     else:
-        from trainer.erase_trainer import train
+        from trainer.erase.trainer import train
 
         updates = args.erase_updates
         per_update = args.batch

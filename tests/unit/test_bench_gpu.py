@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from comfy_harness import REPO
+from support.comfy_harness import REPO
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU: bench-gpu would run")

@@ -18,15 +18,15 @@ import sys
 
 import pytest
 
-from comfy_harness import REPO
+from support.comfy_harness import REPO
 
 CACHE = REPO / ".cache"
 DETECTOR_REQUIREMENTS = ("numpy", "pillow", "opencv-python-headless", "psutil")
 SCORE = """
 import json, cv2, numpy as np
 from nudenet import NudeDetector
-from sample_images import figure, plain
-from trainer.nudity import NudityDetector, NudityRule
+from trainer.nudity.sample_images import figure, plain
+from trainer.nudity.detector import NudityDetector, NudityRule
 
 images = [figure(), plain(), figure(size=384)]
 ours = NudityDetector(provider="auto")
@@ -79,7 +79,7 @@ def test_the_pack_s_requirements_keep_onnxruntime_gpu_and_nudity_scoring_works(t
     assert {n for n in installed if n.startswith("onnxruntime")} == {"onnxruntime-gpu"}
     assert "nudenet" in installed
 
-    out = run("-c", SCORE, cwd=REPO, env=env | {"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])})
+    out = run("-c", SCORE, cwd=REPO, env=env | {"PYTHONPATH": str(REPO)})
     found = json.loads(out.strip().splitlines()[-1])
     assert found["providers"] == ["CPUExecutionProvider"]  # auto asked for CUDA; without a GPU it runs on the CPU
     assert found["nude"] == [True, False, True]
