@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the trainer package
 
-from nudenet import NudeDetector  # noqa: E402
+from nudenet import NudeDetector
 
 from trainer.nudity.detector import NudityDetector
 from trainer.nudity.sample_images import figure, plain

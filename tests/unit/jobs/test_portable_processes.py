@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from trainer.diffusion.tiny import tiny_pipeline
 from trainer.jobs.process import TrainerProcess
 from trainer.jobs.queue import JobError, JobManager
