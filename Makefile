@@ -4,7 +4,7 @@
 # Settings: COMFYUI_DIR=/path/to/ComfyUI (use an existing ComfyUI), PORT=8188, VENV=.venv
 PYTHON ?= python3
 
-.PHONY: run test setup lint bench-venv bench-rewards bench-rl bench-erase bench-efficacy toy-model toy-model-continue eval-toy
+.PHONY: run test setup lint bench-venv bench-rewards bench-rl bench-erase bench-efficacy bench-gpu toy-model toy-model-continue eval-toy
 
 run:
 	$(PYTHON) tools/devenv.py run
@@ -35,6 +35,15 @@ bench-rl: bench-venv
 # All-but-One erasure against ShieldDiff RL: time and peak memory per optimisation step at equal batch.
 bench-erase: setup
 	$${VENV:-.venv}/bin/python benchmarks/bench_erase_vs_rl.py
+
+# ShieldDiff RL and All-but-One on a CUDA GPU at SD1.5 size with random weights (docs/benchmarks.md):
+# samples/s, s per update, peak GPU memory; a table, and JSON in BENCH_OUT. No set-up step: it needs only a
+# Python with torch (CUDA), diffusers, transformers, peft and accelerate (BENCH_PYTHON, default .venv's or
+# python3). BENCH_ARGS=--quick for a smoke run.
+BENCH_PYTHON ?= $(shell test -x "$${VENV:-.venv}/bin/python" && echo "$${VENV:-.venv}/bin/python" || echo python3)
+BENCH_OUT ?= test-artifacts/bench-gpu.json
+bench-gpu:
+	$(BENCH_PYTHON) benchmarks/bench_gpu.py --out $(BENCH_OUT) $(BENCH_ARGS)
 
 # The toy world (docs/toyworld.md): retrain the committed toy model (about 20 minutes on 2 CPU
 # cores; CPU runs are not bit-reproducible, so this replaces models/toyworld), and measure how well

@@ -23,6 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the trainer package
 
+from nudenet import NudeDetector
+
 from trainer.nudity.detector import NudityDetector
 from trainer.nudity.sample_images import figure, plain
 from trainer.rewards.clip import ClipScorer, ClipSpec
@@ -56,7 +58,7 @@ def main() -> int:
     tensor = torch.from_numpy(np.stack(uint8).astype(np.float32) / 255.0)
 
     detector = NudityDetector()
-    nudenet = detector._load()  # the very same onnxruntime session, called directly
+    nudenet = NudeDetector()  # NudeNet's own detector: the same model, in its own CPU session
     clip = ClipScorer(ClipSpec("ViT-B-32", random_weights=True))
     reward = ShieldDiffReward(RewardConfig(), detector, clip)
     prompts = ["a person on a beach"] * args.batch

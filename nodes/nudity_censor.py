@@ -69,6 +69,7 @@ class NudityCensor(io.ComfyNode):
         class_thresholds: str,
         detector: str = model_folders.BUNDLED_NUDENET,
         resolution: int = 320,
+        provider: str = "auto",
     ) -> io.NodeOutput:
         thresholds = parse_class_thresholds(class_thresholds, threshold)
         settings = CensorSettings(
@@ -79,7 +80,7 @@ class NudityCensor(io.ComfyNode):
         )
         rule = NudityRule(threshold=whole_image_threshold)
         arrays = to_rgb_uint8(images)
-        results = get_detector(model_folders.nudenet_path(detector), resolution)(arrays, rule)
+        results = get_detector(model_folders.nudenet_path(detector), resolution, provider)(arrays, rule)
         done = [censor_image(a, r.detections, r.nudity, settings) for a, r in zip(arrays, results, strict=True)]
         masks = masks_to_tensor([d.mask for d in done], images)
         out = keep_exact_pixels(images, images_to_tensor([d.image for d in done], images), masks)

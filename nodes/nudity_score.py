@@ -9,6 +9,7 @@ from comfy_api.latest import io
 from ..trainer.images import to_rgb_uint8
 from ..trainer.nudity.annotate import annotate
 from ..trainer.nudity.detector import NudityRule, get_detector
+from ..trainer.nudity.providers import PROVIDERS
 from . import model_folders
 from .comfy_images import images_to_tensor
 
@@ -31,6 +32,14 @@ def detector_inputs() -> list:
             step=32,
             optional=True,
             tooltip="NudeNet's input size (640 for 640m).",
+        ),
+        io.Combo.Input(
+            "provider",
+            options=list(PROVIDERS),
+            default="auto",
+            optional=True,
+            tooltip="Where NudeNet runs: auto takes CUDA (onnxruntime-gpu), DirectML (onnxruntime-directml) or "
+            "CoreML when installed, else the CPU.",
         ),
     ]
 
@@ -75,11 +84,16 @@ class NudityScore(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, images, threshold: float, detector: str = model_folders.BUNDLED_NUDENET, resolution: int = 320
+        cls,
+        images,
+        threshold: float,
+        detector: str = model_folders.BUNDLED_NUDENET,
+        resolution: int = 320,
+        provider: str = "auto",
     ) -> io.NodeOutput:
         rule = NudityRule(threshold=threshold)
         arrays = to_rgb_uint8(images)
-        results = get_detector(model_folders.nudenet_path(detector), resolution)(arrays, rule)
+        results = get_detector(model_folders.nudenet_path(detector), resolution, provider)(arrays, rule)
         nudity = max((r.nudity for r in results), default=0.0)
         report = {"rule": rule.describe(), "images": [r.to_dict() for r in results]}
         preview = images_to_tensor(

@@ -58,6 +58,7 @@ class Reward(io.ComfyNode):
         clip_architecture: str,
         detector: str = model_folders.BUNDLED_NUDENET,
         resolution: int = 320,
+        provider: str = "auto",
     ) -> io.NodeOutput:
         clip = clip_scorer(clip_weights, clip_architecture)
         config = RewardConfig(
@@ -66,7 +67,9 @@ class Reward(io.ComfyNode):
             safe_template=safe_template,
             rule=NudityRule(threshold=threshold),
         )
-        reward = ShieldDiffReward(config, get_detector(model_folders.nudenet_path(detector), resolution), clip)
+        reward = ShieldDiffReward(
+            config, get_detector(model_folders.nudenet_path(detector), resolution, provider), clip
+        )
         parts = reward(images, prompt)
         n = max(len(parts), 1)
         mean_reward = sum(p.reward for p in parts) / n

@@ -146,7 +146,7 @@ def ensure_python_packages(comfy: Path, dev: bool) -> None:
     py = ensure_venv()
     files = [comfy / "requirements.txt", REPO / "requirements.txt"] + ([REPO / "requirements-dev.txt"] if dev else [])
     digest = hashlib.sha256()
-    for f in files:
+    for f in [*files, REPO / "install.py"]:
         digest.update(f.read_bytes())
     digest.update(" ".join(TORCH_PINS).encode())
     stamp = venv_dir() / f".shielddiff-deps-{digest.hexdigest()[:16]}"
@@ -157,6 +157,8 @@ def ensure_python_packages(comfy: Path, dev: bool) -> None:
     for f in files:
         cmd += ["-r", f]
     _run("install Python packages", cmd)
+    # NudeNet and an onnxruntime, as ComfyUI-Manager gets them after requirements.txt (see install.py)
+    _run("install NudeNet", [py, REPO / "install.py"], cwd=REPO)
     stamp.write_text("ok\n")
 
 

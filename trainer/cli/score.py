@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.6, help="nudity threshold (default 0.6)")
     parser.add_argument("--nudenet-model", help="a NudeNet ONNX detector (default: the 320n model in the wheel)")
     parser.add_argument("--resolution", type=int, default=320, help="NudeNet inference resolution (default 320)")
+    parser.add_argument(
+        "--provider",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "directml", "coreml"],
+        help="onnxruntime provider for NudeNet (default auto: a GPU provider when installed, else the CPU)",
+    )
     parser.add_argument("--clip-arch", default="ViT-B-32", help="open_clip architecture, or 'auto' (default ViT-B-32)")
     parser.add_argument("--clip-weights", help="CLIP weights file; without it (or --clip-pretrained) no CLIP score")
     parser.add_argument("--clip-pretrained", help="an open_clip pretrained tag (downloads when online)")
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         rule=NudityRule(threshold=args.threshold),
     )
     clip = ClipScorer(ClipSpec(args.clip_arch, args.clip_weights, args.clip_pretrained)) if use_clip else None
-    reward = ShieldDiffReward(config, get_detector(args.nudenet_model, args.resolution), clip)
+    reward = ShieldDiffReward(config, get_detector(args.nudenet_model, args.resolution, args.provider), clip)
     failed = 0
     for path, prompt in zip(files, prompts, strict=True):
         try:

@@ -360,7 +360,7 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
         e.trajectory,
     )
     probe = HeldoutProbe(models, config, prompts.heldout_embeds) if prompts.heldout_embeds is not None else None
-    with StopFlag() as stop:
+    with StopFlag(job) as stop:
         snapshot = {"lora": lora_state(models), "optimizer": copy.deepcopy(models.optimizer.state_dict())}
         done = start
         try:

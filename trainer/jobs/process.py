@@ -1,9 +1,13 @@
-"""The trainer as a child process: start it, stop it, and say why it ended.
+"""The trainer as a child process: start it, stop it, tell whether it still runs, and say why it ended.
 
-The child runs `python -m trainer train --config D/config.toml --job-dir D [--resume]` in its
-own process group (so a cancel reaches everything it started) and, on Linux, receives SIGTERM
-when its parent dies, so a crashed ComfyUI leaves a cancelled, resumable job and no orphan on
-the GPU.
+The child runs `python -m trainer train --config D/config.toml --job-dir D [--resume]`. A stop
+is asked for the same way on every OS, by a cancel request in the job directory that the trainer
+reads at its safe points; on POSIX it also gets SIGTERM, sent to its own process group (so the
+request reaches everything it started, e.g. under `accelerate launch`), and on Linux it receives
+SIGTERM when its parent dies, so a crashed ComfyUI leaves a cancelled, resumable job and no orphan
+on the GPU. Liveness is read through psutil, never by signalling: a trainer is the process of the
+pid *and* start time its status names (and, where readable, its command line names the job), so
+a pid reused by another process after a crash is never taken for the trainer.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["PACK_ROOT", "TrainerProcess", "pid_alive", "why_it_ended"]
+from ..training.job_dir import process_started
+
+__all__ = ["PACK_ROOT", "TrainerProcess", "kill_process", "pid_alive", "why_it_ended"]
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +39,52 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
-def pid_alive(pid: int | None) -> bool:
+def _process(pid: int | None, started: float | None, job_dir: Path | None):
+    """The psutil process that is this trainer, or None (gone, or the pid now names another process)."""
+    import psutil
+
     if not pid:
-        return False
+        return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True  # (a process still exiting, or a zombie, counts: its files may still change)
+        proc = psutil.Process(int(pid))
+        if started is not None and abs(proc.create_time() - float(started)) > 0.01:
+            return None  # the pid was reused by a process started later
+        if job_dir is not None:
+            try:
+                if not any(Path(job_dir).name in arg for arg in proc.cmdline()):
+                    return None  # not a trainer of this job
+            except (psutil.AccessDenied, psutil.ZombieProcess):
+                if started is None:
+                    return None  # nothing left to identify it by
+    except (psutil.NoSuchProcess, ValueError, OverflowError):
+        return None
+    except psutil.AccessDenied:
+        return None if started is None else proc
+    return proc
+
+
+def pid_alive(pid: int | None, started: float | None = None, job_dir: Path | None = None) -> bool:
+    """Whether the trainer with this pid (and start time, and job folder on its command line, when
+    given) still runs. A process still exiting, or a zombie, counts: its files may still change."""
+    return _process(pid, started, job_dir) is not None
+
+
+def kill_process(pid: int | None, started: float | None = None, job_dir: Path | None = None) -> None:
+    """Stop the identified trainer and its children outright (no checkpoint): the last resort."""
+    import psutil
+
+    proc = _process(pid, started, job_dir)
+    if proc is None:
+        return
+    try:
+        family = [*proc.children(recursive=True), proc]
+    except psutil.Error:
+        family = [proc]
+    for p in family:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
 
 
 class TrainerProcess:
@@ -68,21 +110,26 @@ class TrainerProcess:
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         self.pid = self.popen.pid
+        self.started = process_started(self.pid)
         log.info("started trainer pid %d for %s%s", self.pid, job_dir.name, " (resume)" if resume else "")
 
     def poll(self) -> int | None:
         return self.popen.poll()
 
-    def signal(self, sig: int) -> None:
-        try:
-            if hasattr(os, "killpg"):
-                os.killpg(self.pid, sig)
-            elif sig == signal.SIGTERM:  # Windows: no process groups or SIGTERM handler; stop it outright
-                self.popen.terminate()
-            else:
-                self.popen.kill()
-        except ProcessLookupError:
-            pass
+    def terminate(self) -> None:
+        """SIGTERM to the trainer's process group, where there are POSIX signals (the cancel request in
+        the job directory is what every OS relies on; on Windows a "terminate" would be a hard kill)."""
+        if hasattr(os, "killpg") and self.popen.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """Stop the trainer and everything it started outright (no checkpoint)."""
+        if self.popen.poll() is not None:
+            return
+        kill_process(self.pid, self.started)
 
 
 _NOISE = re.compile(r"^\s*(\d+%\||epochs:)")
@@ -93,7 +140,7 @@ def why_it_ended(returncode: int | None, output: Path, lines: int = 6) -> str:
     if returncode is not None and returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else -returncode
         cause = f"the trainer was killed by {name}"
-        if returncode == -signal.SIGKILL:
+        if returncode == -getattr(signal, "SIGKILL", 9):
             cause += " (out of memory, or stopped from outside)"
     elif returncode is None:
         cause = "the trainer stopped without finishing (ComfyUI was restarted while it ran)"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from pathlib import Path
 from ..files import atomic_copy_new, atomic_write_text
 from ..training.config import RLConfig, to_toml
 from ..training.job_dir import JobDir
-from .process import OUTPUT_NAME, TrainerProcess, pid_alive, why_it_ended
+from .process import OUTPUT_NAME, TrainerProcess, kill_process, pid_alive, why_it_ended
 from .summary import job_detail, job_summary
 
 __all__ = ["JobError", "JobManager", "NoSuchJob"]
@@ -46,9 +45,10 @@ class NoSuchJob(JobError):  # noqa: N818 - reads as the condition it reports
 @dataclass
 class _Running:
     job_id: str
-    process: TrainerProcess | None  # None: adopted after a restart, watched by pid
+    process: TrainerProcess | None  # None: adopted after a restart, watched by pid and start time
     pid: int
-    cancel_at: float | None = None  # when SIGTERM was sent
+    started: float | None = None  # the trainer's start time: with the pid, it names one process
+    cancel_at: float | None = None  # when the stop was asked for
     seen: tuple = ()
 
 
@@ -140,8 +140,15 @@ class JobManager:
             if running is not None and running.job_id == job_id and state == "running":
                 if running.cancel_at is None:
                     running.cancel_at = time.monotonic()
-                    self._signal(running, signal.SIGTERM)
-                    job.write_status("running", pid=running.pid, message="cancelling: saving a checkpoint")
+                    job.request_cancel()  # every OS: the trainer reads it at its safe points
+                    if running.process is not None:
+                        running.process.terminate()  # POSIX: SIGTERM too (reaches `accelerate launch`)
+                    job.write_status(
+                        "running",
+                        pid=running.pid,
+                        pid_started=running.started,
+                        message="cancelling: saving a checkpoint",
+                    )
             elif state == "queued":
                 job.write_status("cancelled", pid=None, message="cancelled before it started")
             else:
@@ -235,27 +242,36 @@ class JobManager:
             self.before_start()
         except Exception:
             log.exception("could not ask the host to free its models before job %s", job_id)
+        job.clear_cancel_request()  # one left from an earlier run of this job must not stop this one
         try:
             process = TrainerProcess(job.path, resume=resume)
         except OSError as exc:
             job.write_status("failed", pid=None, message=f"the trainer could not start: {exc}")
             self._changed(job_id)
             return
-        job.write_status("running", pid=process.pid, message="starting the trainer", started_at=time.time())
-        self._running = _Running(job_id, process, process.pid)
+        job.write_status(
+            "running",
+            pid=process.pid,
+            pid_started=process.started,
+            message="starting the trainer",
+            started_at=time.time(),
+        )
+        self._running = _Running(job_id, process, process.pid, process.started)
         self._changed(job_id)
 
     def _watch(self) -> None:
         running = self._running
         job = JobDir(self.root / running.job_id)
         code = running.process.poll() if running.process else None
-        exited = code is not None if running.process else not pid_alive(running.pid)
+        exited = code is not None if running.process else not pid_alive(running.pid, running.started, job.path)
         if not exited:
             if running.cancel_at is not None and time.monotonic() - running.cancel_at > self.cancel_grace:
                 log.warning(
-                    "job %s did not stop within %.0f s of SIGTERM: killing it", running.job_id, self.cancel_grace
+                    "job %s did not stop within %.0f s of the cancel request: killing it",
+                    running.job_id,
+                    self.cancel_grace,
                 )
-                self._signal(running, signal.SIGKILL)
+                self._kill(running, job)
             seen = (job.read_status().get("epoch"), job.read_status().get("message"), len(job.read_metrics()))
             if seen != running.seen:
                 running.seen = seen
@@ -265,6 +281,7 @@ class JobManager:
         self._settle(running, job, code)
 
     def _settle(self, running: _Running, job: JobDir, code: int | None) -> None:
+        job.clear_cancel_request()
         status = job.read_status()
         state = status.get("state")
         if state == "done" and code in (0, None):
@@ -314,23 +331,19 @@ class JobManager:
             ):
                 self._publish(job_id, job)
             elif status.get("state") == "running":
-                if pid_alive(status.get("pid")) and self._running is None:
-                    self._running = _Running(job_id, None, int(status["pid"]))
+                pid, started = status.get("pid"), status.get("pid_started")
+                if self._running is None and pid_alive(pid, started, job.path):  # the same process, not its pid reused
+                    self._running = _Running(job_id, None, int(pid), started)
                     log.info("job %s: watching trainer pid %s, still running from before", job_id, status["pid"])
                 else:
                     self._settle(_Running(job_id, None, 0), job, None)
 
     @staticmethod
-    def _signal(running: _Running, sig: int) -> None:
+    def _kill(running: _Running, job: JobDir) -> None:
         if running.process is not None:
-            running.process.signal(sig)
+            running.process.kill()
         else:
-            import os
-
-            try:
-                os.kill(running.pid, sig)
-            except ProcessLookupError:
-                pass
+            kill_process(running.pid, running.started, job.path)
 
     def _changed(self, job_id: str, kind: str = "state") -> None:
         try:

@@ -1,4 +1,4 @@
-"""Nudity scoring over NudeNet 3.x, with the rule that turns detections into a verdict.
+"""Nudity scoring with NudeNet 3.x's model, with the rule that turns detections into a verdict.
 
 The rule (README.md, "Nodes"): an image's nudity is the highest detection confidence among a set of
 NudeNet EXPOSED classes (default: buttocks, female breast, female genitalia, anus, male
@@ -32,6 +32,7 @@ __all__ = [
     "NudityModelError",
     "NudityResult",
     "NudityRule",
+    "bundled_model",
     "get_detector",
     "judge",
     "nudity_score",
@@ -138,49 +139,102 @@ def nudity_score(confidences: list[float]) -> float:
     return 1.0 - keep
 
 
-class NudityDetector:
-    """NudeNet's detector, loaded on first use. `model_path=None` is the 320n model in the wheel."""
+def bundled_model() -> Path:
+    """The 320n model shipped inside the nudenet package (found without importing it)."""
+    import importlib.util
 
-    def __init__(self, model_path: str | Path | None = None, resolution: int = 320):
+    spec = importlib.util.find_spec("nudenet")
+    if spec is None or not spec.origin:
+        raise NudityModelError(
+            "nudenet is not installed: run the pack's install.py with ComfyUI's Python "
+            "(or `python -m pip install --no-deps nudenet` there; see README, Windows and GPU)"
+        )
+    return Path(spec.origin).parent / "320n.onnx"
+
+
+class NudityDetector:
+    """NudeNet's detector model, run by the pack's own onnxruntime session (so the execution provider
+    is ours to choose), with NudeNet's own pre- and post-processing: on the CPU the detections are
+    NudeNet's. Loaded on first use. `model_path=None` is the 320n model in the wheel; `provider`:
+    auto, cpu, cuda, directml or coreml (see providers)."""
+
+    def __init__(self, model_path: str | Path | None = None, resolution: int = 320, provider: str = "auto"):
         if not isinstance(resolution, int) or not 32 <= resolution <= 4096 or resolution % 32:
             raise ValueError(f"NudeNet inference resolution must be a multiple of 32 in [32, 4096], got {resolution!r}")
+        from .providers import PROVIDERS, ProviderError
+
+        if provider not in PROVIDERS:
+            raise ProviderError(f"unknown onnxruntime provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
         self.model_path = Path(model_path) if model_path else None
         self.resolution = resolution
-        self._model = None
+        self.provider = provider
+        self.providers: list[str] = []  # what the session runs on, once loaded
+        self._session = None
         self._lock = threading.Lock()
 
     def _load(self):
         with self._lock:
-            if self._model is None:
-                from nudenet import NudeDetector
+            if self._session is None:
+                import onnxruntime
 
-                if self.model_path is not None and not self.model_path.is_file():
-                    raise NudityModelError(f"NudeNet model file {self.model_path} does not exist")
+                from .providers import execution_providers
+
+                path = self.model_path or bundled_model()
+                if not path.is_file():
+                    raise NudityModelError(f"NudeNet model file {path} does not exist")
+                providers = execution_providers(self.provider)
                 try:
-                    self._model = NudeDetector(
-                        model_path=str(self.model_path) if self.model_path else None,
-                        inference_resolution=self.resolution,
-                    )
+                    session = onnxruntime.InferenceSession(str(path), providers=providers)
                 except Exception as exc:  # onnxruntime raises its own types (e.g. INVALID_PROTOBUF)
                     name = self.model_path or "the 320n model shipped with nudenet"
                     raise NudityModelError(
                         f"could not load NudeNet model {name}: {exc}. "
                         "Use an ONNX detector exported by NudeNet 3.x (e.g. 320n.onnx or 640m.onnx)."
                     ) from exc
-                log.info("loaded NudeNet detector %s at %d px", self.model_path or "320n (bundled)", self.resolution)
-        return self._model
+                self.providers = list(session.get_providers())
+                self._input = session.get_inputs()[0].name
+                self._session = session
+                log.info(
+                    "loaded NudeNet detector %s at %d px on %s",
+                    self.model_path or "320n (bundled)",
+                    self.resolution,
+                    ", ".join(self.providers),
+                )
+        return self._session
 
     def detect(self, images: Any, batch_size: int = 8) -> list[list[Detection]]:
         """Detections for each image of a batch (see images.to_rgb_uint8 for accepted types)."""
         arrays = to_rgb_uint8(images)
         if not arrays:
             return []
-        model = self._load()
+        session = self._load()
+        # NudeNet's pre- and post-processing, exactly as its NudeDetector.detect_batch runs them.
         # NudeNet reads arrays in OpenCV's BGR order (as cv2.imread gives them); cv2 swaps fastest.
         import cv2
+        import numpy as np
+        from nudenet.nudenet import _postprocess, _read_image
 
-        bgr = [cv2.cvtColor(a, cv2.COLOR_RGB2BGR) for a in arrays]
-        raw = model.detect_batch(bgr, batch_size=batch_size)
+        raw = []
+        for start in range(0, len(arrays), batch_size):
+            prepared = [
+                _read_image(cv2.cvtColor(a, cv2.COLOR_RGB2BGR), self.resolution)
+                for a in arrays[start : start + batch_size]
+            ]
+            outputs = session.run(None, {self._input: np.vstack([p[0] for p in prepared])})
+            for j, (_, x_ratio, y_ratio, x_pad, y_pad, width, height) in enumerate(prepared):
+                raw.append(
+                    _postprocess(
+                        [outputs[0][j : j + 1]],
+                        x_pad,
+                        y_pad,
+                        x_ratio,
+                        y_ratio,
+                        width,
+                        height,
+                        self.resolution,
+                        self.resolution,
+                    )
+                )
         return [
             [
                 Detection(label=d["class"], score=float(d["score"]), box=tuple(int(v) for v in d["box"]))
@@ -195,10 +249,10 @@ class NudityDetector:
 
 
 @lru_cache(maxsize=2)  # the explicit bound: at most two detectors stay loaded
-def _cached_detector(model_path: str | None, resolution: int) -> NudityDetector:
-    return NudityDetector(model_path, resolution)
+def _cached_detector(model_path: str | None, resolution: int, provider: str) -> NudityDetector:
+    return NudityDetector(model_path, resolution, provider)
 
 
-def get_detector(model_path: str | Path | None = None, resolution: int = 320) -> NudityDetector:
-    """A shared detector per (model, resolution); at most two are kept (least recently used goes)."""
-    return _cached_detector(str(Path(model_path).resolve()) if model_path else None, resolution)
+def get_detector(model_path: str | Path | None = None, resolution: int = 320, provider: str = "auto") -> NudityDetector:
+    """A shared detector per (model, resolution, provider); at most two are kept (least recently used goes)."""
+    return _cached_detector(str(Path(model_path).resolve()) if model_path else None, resolution, provider)

@@ -89,7 +89,7 @@ def make_reward(section: RewardSection) -> RewardFn:
         safe_template=section.safe_template,
         rule=NudityRule(threshold=section.threshold),
     )
-    reward = ShieldDiffReward(config, get_detector(), clip)
+    reward = ShieldDiffReward(config, get_detector(provider=section.nudenet_provider), clip)
 
     def shielddiff(images, prompts):
         parts = reward(images, prompts)

@@ -249,7 +249,7 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
         tracker.load_state_dict(saved["tracker"])
     mixer = _prompts(config)
     reward_fn = make_reward(config.reward)
-    with StopFlag() as stop:
+    with StopFlag(job) as stop:
         snapshot, done = _snapshot(models, tracker), start
         try:
             for epoch in tqdm(range(start, total), initial=start, total=total, disable=not main, desc="epochs"):

@@ -187,6 +187,11 @@ class RewardSection:
     threshold: float = _doc("nudity threshold for the nudity rate", 0.6)
     clip_architecture: str = _doc("open_clip architecture (or 'auto')", "ViT-B-32")
     clip_weights: str = _doc("CLIP weights file; empty: no CLIP part", "")
+    nudenet_provider: str = _doc(
+        "onnxruntime provider for NudeNet: 'auto' (CUDA, DirectML or CoreML when installed, else CPU), 'cpu', "
+        "'cuda', 'directml' or 'coreml'",
+        "auto",
+    )
     w_align: float = _doc("toy-red: weight of the alignment part (w_nude weighs 1 - red)", 1.0)
     toy_shape_classifier: str = _doc("toy-red: shape classifier folder; empty: the committed one", "")
 
@@ -337,6 +342,11 @@ class RLConfig:
 
     def _rl_checks(self) -> list:
         checks = [
+            (
+                self.reward.nudenet_provider in ("auto", "cpu", "cuda", "directml", "coreml"),
+                "reward.nudenet_provider",
+                "must be auto, cpu, cuda, directml or coreml",
+            ),
             (self.sample.eta > 0, "sample.eta", "must be > 0"),
             (self.sample.steps >= 1, "sample.steps", "must be >= 1"),
             (1 <= self.sample.batch_size <= 256, "sample.batch_size", "must be in [1, 256]"),

@@ -1,7 +1,11 @@
 """The job directory: the contract between a training process and whoever watches it.
 
     config.toml      the resolved configuration
-    status.json      state (queued|running|done|failed|cancelled), pid, epoch, total, message, updated_at
+    status.json      state (queued|running|done|failed|cancelled), pid and pid_started (the writer's
+                     process and its start time: together they name one process, as a pid alone may be
+                     reused after a crash), epoch, total, message, updated_at
+    cancel-request   present while a cancel is asked for: the trainer stops at its next safe point
+                     (the same points as SIGTERM), on every OS
     metrics.jsonl    one JSON line per epoch
     samples/         a few images per epoch
     checkpoints/     epoch-NNNNNN/ folders, each complete or absent (written aside, then renamed)
@@ -21,9 +25,22 @@ from typing import Any
 
 from ..files import atomic_write_text, finite
 
-__all__ = ["STATES", "JobDir"]
+__all__ = ["CANCEL_FILE", "STATES", "JobDir", "own_start", "process_started"]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
+CANCEL_FILE = "cancel-request"
+
+
+def process_started(pid: int | None) -> float | None:
+    """The start time of process `pid` (seconds since the epoch, as psutil reads it), None if there is none."""
+    if not pid:
+        return None
+    import psutil
+
+    try:
+        return psutil.Process(int(pid)).create_time()
+    except (psutil.Error, ValueError, OverflowError):
+        return None
 
 
 class JobDir:
@@ -36,7 +53,11 @@ class JobDir:
     def write_status(self, state: str, **fields: Any) -> dict:
         if state not in STATES:
             raise ValueError(f"unknown job state {state!r}")
-        status = self.read_status() | {"pid": os.getpid()} | fields | {"state": state, "updated_at": time.time()}
+        if "pid" not in fields:
+            fields = {"pid": os.getpid(), "pid_started": own_start(), **fields}
+        elif "pid_started" not in fields:
+            fields = {**fields, "pid_started": process_started(fields["pid"])}
+        status = self.read_status() | fields | {"state": state, "updated_at": time.time()}
         atomic_write_text(self.path / "status.json", json.dumps(finite(status), allow_nan=False, indent=1))
         return status
 
@@ -71,6 +92,23 @@ class JobDir:
         kept = [m for m in self.read_metrics() if m.get("epoch", 0) < epochs]
         atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in kept))
 
+    # -- cancel requests -----------------------------------------------------------
+    def request_cancel(self) -> None:
+        """Ask the trainer to stop at its next safe point (it keeps the last complete epoch)."""
+        atomic_write_text(self.path / CANCEL_FILE, f"{time.time()}\n")
+
+    def cancel_requested(self, since: float | None = None) -> bool:
+        """Whether a cancel is asked for; with `since`, only a request made at or after that time counts
+        (a trainer ignores one left from before it started)."""
+        try:
+            made = (self.path / CANCEL_FILE).stat().st_mtime
+        except OSError:
+            return False
+        return since is None or made >= since
+
+    def clear_cancel_request(self) -> None:
+        (self.path / CANCEL_FILE).unlink(missing_ok=True)
+
     # -- checkpoints ----------------------------------------------------------------
     def checkpoint_dir(self, epochs_done: int) -> Path:
         return self.path / "checkpoints" / f"epoch-{epochs_done:06d}"
@@ -93,3 +131,14 @@ class JobDir:
     def latest_checkpoint(self) -> Path | None:
         found = self.checkpoints()
         return found[-1] if found else None
+
+
+_OWN_START: dict[int, float | None] = {}  # by pid: a forked child is another process
+
+
+def own_start() -> float | None:
+    """This process's start time (see `process_started`)."""
+    pid = os.getpid()
+    if pid not in _OWN_START:
+        _OWN_START[pid] = process_started(pid)
+    return _OWN_START[pid]

@@ -1,7 +1,8 @@
-"""What every training method's run shares: the SIGTERM stop flag, seeds, the job's log file,
+"""What every training method's run shares: the stop flag, seeds, the job's log file,
 checkpoints, sample images and peak memory.
 
-A run is cancelled by SIGTERM: the flag is set, the method raises `TrainingCancelled` at its
+A run is cancelled by a cancel request in the job directory (every OS) or by SIGTERM (POSIX,
+and `accelerate launch`, which forwards it): the method raises `TrainingCancelled` at its
 next safe point, and the last complete epoch is kept as a checkpoint. Randomness comes from
 `seed(...)` of (seed, epoch, batch, ...), so a resumed run repeats the uninterrupted one.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import resource
 import signal
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..files import atomic_write_bytes
-from .job_dir import JobDir
+from .job_dir import JobDir, own_start
 
 __all__ = [
     "StopFlag",
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 class TrainingCancelled(Exception):  # noqa: N818 - a signal, not an error
-    """SIGTERM arrived; the last complete state was checkpointed and the job marked cancelled."""
+    """A stop was asked for; the last complete state was checkpointed and the job marked cancelled."""
 
 
 def seed(*parts: int) -> int:
@@ -50,11 +50,22 @@ def seed(*parts: int) -> int:
 
 
 class StopFlag:
-    """Within `with StopFlag() as stop:`, SIGTERM sets `stop.stop` instead of ending the process."""
+    """Within `with StopFlag(job) as stop:`, `stop.stop` turns true when SIGTERM arrives (instead of
+    ending the process) or when the job directory holds a cancel request; the methods read it at
+    their safe points."""
 
-    def __init__(self):
-        self.stop = False
+    def __init__(self, job: JobDir | None = None):
+        self.signalled = False
+        self.job = job
+        self._since = own_start()  # a request left from before this process started does not count
         self._previous = None
+
+    @property
+    def stop(self) -> bool:
+        if not self.signalled and self.job is not None and self.job.cancel_requested(self._since):
+            log.warning("cancel requested: stopping at the next safe point")
+            self.signalled = True
+        return self.signalled
 
     def __enter__(self):
         try:
@@ -65,7 +76,7 @@ class StopFlag:
 
     def _handle(self, *_):
         log.warning("SIGTERM received: stopping at the next safe point")
-        self.stop = True
+        self.signalled = True
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -104,7 +115,7 @@ def end_epoch(job: JobDir, snapshot: dict, epoch: int, total: int, checkpoint_ev
 
 
 def mark_cancelled(job: JobDir, snapshot: dict, epochs_done: int, total: int) -> None:
-    """SIGTERM: keep the last complete epoch as a checkpoint and mark the job cancelled."""
+    """A stop request: keep the last complete epoch as a checkpoint and mark the job cancelled."""
     save_checkpoint(job, snapshot, epochs_done)
     job.write_status("cancelled", epoch=epochs_done, total=total, message=f"cancelled after epoch {epochs_done}")
 
@@ -124,8 +135,17 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def peak_memory_mb(device: torch.device) -> float:
+    """The peak GPU memory on CUDA; otherwise this process's peak resident memory (POSIX: ru_maxrss;
+    Windows: the peak working set), or its current resident memory where no peak is kept."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
