@@ -1,0 +1,1 @@
+"""Diffusion models: loading checkpoints offline, their families, and conditioning."""
