@@ -116,7 +116,7 @@ def set_lora_state(models: TrainingModels, state: dict[str, torch.Tensor]) -> No
     set_peft_model_state_dict(models.accelerator.unwrap_model(models.unet), state)
 
 
-def _to_lora_file(state: dict[str, torch.Tensor], alpha: float):
+def _to_lora_file(state: dict[str, torch.Tensor], alpha: float, family: str = "sd15"):
     from .lora_formats import LoraFile, LoraModule
 
     modules: dict = {}
@@ -126,7 +126,7 @@ def _to_lora_file(state: dict[str, torch.Tensor], alpha: float):
                 path = key[: -len(tag)]
                 module = modules.setdefault(("unet", path), LoraModule(None, None, torch.tensor(float(alpha))))
                 setattr(module, slot, tensor.float().contiguous())
-    return LoraFile(modules=modules, family="sd15")
+    return LoraFile(modules=modules, family=family)
 
 
 def lora_fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -152,7 +152,10 @@ def write_trained_lora(
         config_dict,
         summary,
     )
-    lora = _to_lora_file(state, config.lora.alpha)
+    from .diffusion.family import checkpoint_family
+
+    family = checkpoint_family(checkpoint).key  # sdxl: lora_te1_/lora_te2_ naming, ss_base_model_version
+    lora = _to_lora_file(state, config.lora.alpha, family if family == "sdxl" else "sd15")
     write_lora(lora, path, "kohya", metadata=meta)
     if config.output.diffusers_copy:
         write_lora(lora, path.with_name(path.stem + ".diffusers.safetensors"), "diffusers", metadata=meta)

@@ -41,12 +41,12 @@ RES_PER_LEVEL = 2
 VOCAB, POSITIONS = 49408, 77
 
 
-def _transformer(p: str, c: int, depth: int):
+def _transformer(p: str, c: int, depth: int, context: int = CONTEXT_DIM):
     yield from _norm(p + "norm.", c)
     yield from _linear(p + "proj_in.", c, c)
     for i in range(depth):
         b = p + f"transformer_blocks.{i}."
-        for attn, ctx in (("attn1.", c), ("attn2.", CONTEXT_DIM)):
+        for attn, ctx in (("attn1.", c), ("attn2.", context)):
             yield from _linear(b + attn + "to_q.", c, c, bias=False)
             yield from _linear(b + attn + "to_k.", c, ctx, bias=False)
             yield from _linear(b + attn + "to_v.", c, ctx, bias=False)
