@@ -122,9 +122,10 @@ def tiny_pipeline(folder: Path, seed: int = 0, text_strength: float = 1.0) -> Pa
     return folder
 
 
-def tiny_sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
+def tiny_sdxl_pipeline(folder: Path, seed: int = 0, text_strength: float = 1.0) -> Path:
     """A tiny random StableDiffusionXLPipeline saved as a diffusers folder: the SDXL structure (two
-    text encoders, the second with a projection, pooled and size conditioning) at toy widths."""
+    text encoders, the second with a projection, pooled and size conditioning) at toy widths.
+    `text_strength` as in tiny_pipeline: prompts the model tells apart."""
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -180,6 +181,13 @@ def tiny_sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
     )
+    if text_strength != 1.0:
+        with torch.no_grad():
+            for encoder in (text, text_2):
+                encoder.get_input_embeddings().weight.mul_(text_strength)
+            for name, module in unet.named_modules():
+                if name.endswith(("attn2.to_k", "attn2.to_v")):
+                    module.weight.mul_(text_strength / 4)
     pipe = StableDiffusionXLPipeline(vae, text, text_2, tokenizer, tokenizer_2, unet, scheduler)
     pipe.save_pretrained(folder)
     return folder

@@ -182,7 +182,7 @@ def apply_lora(pipe, path: str | Path, strength: float = 1.0) -> dict[str, int]:
     from .lora_formats import read_lora
 
     lora = read_lora(path)
-    components = {"unet": pipe.unet, "te1": pipe.text_encoder}
+    components = {"unet": pipe.unet, "te1": pipe.text_encoder, "te2": getattr(pipe, "text_encoder_2", None)}
     applied, missing = 0, []
     for (component, module_path), module in lora.modules.items():
         model = components.get(component)
@@ -218,6 +218,8 @@ def _load(settings: EvalSettings):
     pipe.to(torch.float32)  # weights may be stored in fp16; CPU sampling in fp32
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    if "force_zeros_for_empty_prompt" in pipe.config:  # SDXL: encode "" as ComfyUI and the trainers do
+        pipe.register_to_config(force_zeros_for_empty_prompt=False)
     lora_info = None
     if settings.lora:
         lora_info = apply_lora(pipe, settings.lora, settings.lora_strength)

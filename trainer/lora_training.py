@@ -48,6 +48,7 @@ def setup_models(config, cache_dir: Path, accumulation_steps: int = 1) -> Traini
     from diffusers import DDIMScheduler
     from peft import LoraConfig
 
+    from .diffusion.sdxl import is_sdxl, unpack_conditioning_in
     from .models import load_pipeline
 
     accelerator = Accelerator(
@@ -57,10 +58,13 @@ def setup_models(config, cache_dir: Path, accumulation_steps: int = 1) -> Traini
     pipe = load_pipeline(config.model.checkpoint, cache_dir=cache_dir)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    for module in (pipe.vae, pipe.text_encoder, pipe.unet):
-        module.requires_grad_(False)
-        module.to(accelerator.device, dtype)
+    for module in (pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None), pipe.unet):
+        if module is not None:
+            module.requires_grad_(False)
+            module.to(accelerator.device, dtype)
     unet = pipe.unet
+    if is_sdxl(pipe):  # the trainers pass SDXL's pooled conditioning packed into the embeddings
+        unpack_conditioning_in(unet, pipe.text_encoder_2.config.projection_dim, pipe.vae_scale_factor)
     torch.manual_seed(seed(config.train.seed, 0))  # the LoRA's random init: the same for every process and run
     unet.add_adapter(
         LoraConfig(
@@ -83,6 +87,11 @@ def setup_models(config, cache_dir: Path, accumulation_steps: int = 1) -> Traini
 
 @torch.no_grad()
 def encode_prompts(pipe, prompts: list[str], device) -> torch.Tensor:
+    """The prompts' text conditioning, (B, 77, D); for SDXL (B, 78, 2048) with the pooled embedding packed in."""
+    from .diffusion.sdxl import encode_packed_prompts, is_sdxl
+
+    if is_sdxl(pipe):
+        return encode_packed_prompts(pipe, prompts, device)
     ids = pipe.tokenizer(
         prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids.to(device)

@@ -219,3 +219,42 @@ def sdxl_time_ids(height: int, width: int, batch: int, dtype=None, device=None):
 
     ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype or torch.float32, device=device)
     return ids.repeat(batch, 1)
+
+
+def is_sdxl(pipe) -> bool:
+    return getattr(pipe, "text_encoder_2", None) is not None
+
+
+def encode_packed_prompts(pipe, prompts: list[str], device=None):
+    """SDXL's conditioning in one tensor the trainers pass around like SD1.x embeddings: the 77
+    hidden-state rows, then one row holding the pooled embedding (zero-padded to the row width).
+    Batch indexing, repeats and the classifier-free-guidance concatenation work on it unchanged;
+    the hook `unpack_conditioning_in` installs on the UNet splits it again."""
+    import torch
+
+    embeds, pooled = encode_sdxl_prompts(pipe, prompts, device)
+    row = torch.zeros(embeds.shape[0], 1, embeds.shape[2], dtype=embeds.dtype, device=embeds.device)
+    row[:, 0, : pooled.shape[1]] = pooled.to(embeds.dtype)
+    return torch.cat([embeds, row], dim=1)
+
+
+def unpack_conditioning_in(unet, pooled_dim: int, vae_scale_factor: int) -> None:
+    """Let `unet(x, t, encoder_hidden_states=packed)` take packed SDXL conditioning: a forward
+    pre-hook splits it into the hidden states and `added_cond_kwargs` (the pooled embedding and the
+    size conditioning of an uncropped image of the sample's size). Calls that pass their own
+    `added_cond_kwargs` (diffusers' pipeline) are left alone. The UNet, its LoRA and its switches
+    (disable_adapters, gradient checkpointing) stay the same object."""
+
+    def hook(module, args, kwargs):
+        states = kwargs.get("encoder_hidden_states")
+        if states is None or kwargs.get("added_cond_kwargs") is not None:
+            return None
+        sample = args[0] if args else kwargs["sample"]
+        height, width = sample.shape[-2] * vae_scale_factor, sample.shape[-1] * vae_scale_factor
+        added = {
+            "text_embeds": states[:, -1, :pooled_dim],
+            "time_ids": sdxl_time_ids(height, width, states.shape[0], states.dtype, states.device),
+        }
+        return args, dict(kwargs, encoder_hidden_states=states[:, :-1], added_cond_kwargs=added)
+
+    unet.register_forward_pre_hook(hook, with_kwargs=True)
