@@ -85,3 +85,16 @@ def test_both_loaders_apply_every_key_and_change_the_sample(comfy, sdxl_checkpoi
     assert "lora key not loaded" not in log, [line for line in log.splitlines() if "lora key not loaded" in line][:5]
     assert not torch.equal(latents["base"], latents["comfy"])
     torch.testing.assert_close(latents["comfy"], latents["shielddiff"], rtol=1e-3, atol=1e-3)
+
+
+def test_purify_image_runs_on_sdxl_with_its_added_conditioning(comfy, sdxl_checkpoint, lora_file):
+    from test_erase_in_comfyui import purify_workflow, saved
+
+    name = link_checkpoint(comfy, sdxl_checkpoint)
+    start = len(comfy.log())
+    entry = comfy.run(purify_workflow(name, LORA, 0.5, "sdxl-purify"), timeout=1800)
+    log = comfy.log()[start:]
+    assert "lora key not loaded" not in log
+    purified, round_trip = saved(comfy, entry, "4"), saved(comfy, entry, "7")
+    assert purified.shape == round_trip.shape == (64, 64, 3)
+    assert not (purified == round_trip).all()  # two steps of inversion and regeneration with the LoRA changed it
