@@ -83,7 +83,7 @@ def measure(args) -> dict:
     from transformers import CLIPTokenizer
 
     from trainer.diffusion.sdxl import SDXL_SCHEDULER, write_sdxl_configs
-    from trainer.rl_config import load_config
+    from trainer.training.config import load_config
 
     folder = Path(tempfile.mkdtemp()) / "sdxl-random"
     configs = write_sdxl_configs(folder.with_name("configs"), dict(SDXL_UNET, _class_name="UNet2DConditionModel"))
@@ -122,9 +122,9 @@ def measure(args) -> dict:
     ]
     config = load_config(None, overrides)
     if args.method == "all-but-one":
-        from trainer.erase_trainer import train
+        from trainer.erase.trainer import train
     else:
-        from trainer.rl_trainer import train
+        from trainer.rl.trainer import train
     train(config, folder.with_name("job"))
     return {
         "resolution": args.resolution,

@@ -13,8 +13,8 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..trainer.diffusion.family import UnsupportedFamilyError, require_trainable
-from ..trainer.job_queue import JobError
-from ..trainer.job_request import LIMITS, RequestError, TrainingRequest
+from ..trainer.jobs.queue import JobError
+from ..trainer.jobs.request import LIMITS, RequestError, TrainingRequest
 from ..trainer.prompts import DEFAULT_BENIGN, DEFAULT_UNSAFE
 from . import model_folders
 from .clip_score import clip_inputs

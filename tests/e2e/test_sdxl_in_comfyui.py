@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-PROBE = Path(__file__).resolve().parents[1] / "comfy_model_probe.py"
+PROBE = Path(__file__).resolve().parents[1] / "support" / "comfy_model_probe.py"
 PROMPT = "a watercolour lighthouse at dusk"
 
 
@@ -81,8 +81,8 @@ def _digest(t: torch.Tensor) -> str:
 
 
 def test_trainer_loads_the_tensors_and_conditioning_comfyui_sees(comfy_view, sdxl_checkpoint, tmp_path):
+    from trainer.diffusion.loading import load_pipeline
     from trainer.diffusion.sdxl import encode_sdxl_prompts
-    from trainer.models import load_pipeline
 
     facts, tensors = comfy_view
     assert (facts["family"], facts["model_type"]) == ("SDXL", "EPS")

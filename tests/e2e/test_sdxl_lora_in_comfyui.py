@@ -11,11 +11,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from test_sdxl_in_comfyui import link_checkpoint, sdxl_txt2img
-from tiny_models import sdxl_lora
 
+from support.tiny_models import sdxl_lora
 from trainer.diffusion.family import checkpoint_shapes
 from trainer.diffusion.sdxl import sdxl_unet_config
-from trainer.lora_formats import write_lora
+from trainer.lora.formats import write_lora
 
 LORA = "shielddiff-sdxl-test-lora.safetensors"
 

@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from tiny_models import sd2_v_unet_checkpoint
-from training_jobs import train_workflow
+
+from support.tiny_models import sd2_v_unet_checkpoint
+from support.training_jobs import train_workflow
 
 DETECT = """
 import sys

@@ -4,13 +4,13 @@ from its keys, and a diffusers SDXL folder loaded with the conditioning SDXL nee
 import pytest
 import torch
 from safetensors.torch import save_file
-from tiny_models import tiny_sdxl_pipeline
 
-from trainer.demo_checkpoint import checkpoint_shapes as sd15_shapes
+from trainer.diffusion.demo_checkpoint import checkpoint_shapes as sd15_shapes
 from trainer.diffusion.family import UnsupportedFamilyError, checkpoint_family, family_of, require_trainable
+from trainer.diffusion.loading import ModelLoadError, load_pipeline
 from trainer.diffusion.sdxl import encode_sdxl_prompts, sdxl_time_ids, sdxl_unet_config
 from trainer.diffusion.sdxl_checkpoint import checkpoint_shapes
-from trainer.models import ModelLoadError, load_pipeline
+from trainer.diffusion.tiny import tiny_sdxl_pipeline
 
 UNET = "model.diffusion_model."
 

@@ -6,18 +6,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_models import tiny_sdxl_pipeline
 
+from trainer.diffusion.guidance import encode_prompts
 from trainer.diffusion.sdxl import encode_sdxl_prompts, sdxl_time_ids
-from trainer.erase_trainer import draw_latents, erase_prompts
-from trainer.erase_trainer import train as erase_train
-from trainer.evaluate import EvalSettings, evaluate
-from trainer.job import JobDir
-from trainer.lora_formats import read_lora, read_lora_header
-from trainer.lora_training import encode_prompts, frozen, set_lora_state, setup_models
-from trainer.rl_config import load_config
-from trainer.rl_trainer import train as rl_train
-from trainer.training_run import load_checkpoint
+from trainer.diffusion.tiny import tiny_sdxl_pipeline
+from trainer.erase.trainer import draw_latents, erase_prompts
+from trainer.erase.trainer import train as erase_train
+from trainer.evaluation.run import EvalSettings, evaluate
+from trainer.lora.formats import read_lora, read_lora_header
+from trainer.rl.trainer import train as rl_train
+from trainer.training.config import load_config
+from trainer.training.job_dir import JobDir
+from trainer.training.run import load_checkpoint
+from trainer.training.session import frozen, set_lora_state, setup_models
 
 RL = [
     "model.resolution=32",

@@ -1,1 +1,1 @@
-"""Diffusion models: loading checkpoints offline, their families, and conditioning."""
+"""Diffusers models: loading a checkpoint (SD1.x, SDXL), its family, the demo checkpoints, guided noise prediction and prompt encoding."""

@@ -15,7 +15,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from ..models import ModelLoadError, write_tokenizer
+from .loading import ModelLoadError, write_tokenizer
 
 __all__ = ["SDXL_SCALING_FACTOR", "load_sdxl_pipeline", "sdxl_unet_config", "write_sdxl_configs"]
 

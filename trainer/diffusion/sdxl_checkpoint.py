@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..demo_checkpoint import Shape, _conv, _init, _linear, _norm, _unet_resblock, _vae
+from .demo_checkpoint import Shape, _conv, _init, _linear, _norm, _unet_resblock, _vae
 
 __all__ = ["SDXL_DEPTHS", "build_state_dict", "checkpoint_shapes", "write_sdxl_checkpoint"]
 
@@ -139,7 +139,7 @@ def build_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict[
 def write_sdxl_checkpoint(path: str | Path, seed: int = 0) -> Path:
     """Write the tiny SDXL checkpoint to `path` atomically (temp file in the same folder, then rename)."""
     from .. import __version__
-    from ..atomic_files import atomic_save_safetensors
+    from ..files import atomic_save_safetensors
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
