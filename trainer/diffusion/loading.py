@@ -213,7 +213,7 @@ def load_pipeline(path: str | Path, cache_dir: str | Path | None = None):
                 f"{path} is a folder without model_index.json: give a diffusers model folder or a "
                 ".safetensors checkpoint (e.g. one from ComfyUI/models/checkpoints)"
             )
-        from .diffusion.family import checkpoint_family
+        from .family import checkpoint_family
 
         if checkpoint_family(path).key == "sdxl":
             from diffusers import StableDiffusionXLPipeline
@@ -232,13 +232,13 @@ def load_pipeline(path: str | Path, cache_dir: str | Path | None = None):
             f"{path.name}: only .safetensors checkpoints are loaded (a pickled {path.suffix} "
             "file could run code); convert it to safetensors first"
         )
-    from .diffusion.family import checkpoint_shapes, family_of
+    from .family import checkpoint_shapes, family_of
 
     shapes = checkpoint_shapes(path)
     family = family_of(shapes)
     cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "shielddiff" / "configs"
     if family.key == "sdxl":
-        from .diffusion.sdxl import load_sdxl_pipeline
+        from .sdxl import load_sdxl_pipeline
 
         return load_sdxl_pipeline(path, shapes, cache)
     if family.key not in ("sd15", "unknown"):
