@@ -16,7 +16,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..trainer.erase.purify import ddim_invert, ddim_regenerate, inversion_timesteps
+from ..trainer.erase.purify import ddim_invert, ddim_regenerate, guided, inversion_timesteps
 from .lora_loader import apply_lora
 
 log = logging.getLogger(__name__)
@@ -95,15 +95,48 @@ class PurifyImage(io.ComfyNode):
                     tooltip="How far to invert, as img2img's denoise: 1.0 goes all the way to noise, 0 changes "
                     "nothing. More strength removes more of the concept and keeps less of the image.",
                 ),
+                io.Float.Input(
+                    "guidance",
+                    default=1.0,
+                    min=0.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Classifier-free guidance of the inversion and the regeneration, against the empty "
+                    "prompt. 1.0 uses the prompt's prediction alone (exact DDIM inversion works best near 1); "
+                    "higher follows the prompt more and inverts less faithfully.",
+                ),
+                io.Float.Input(
+                    "lora_strength",
+                    default=1.0,
+                    min=0.0,
+                    max=2.0,
+                    step=0.05,
+                    tooltip="Strength of the erasure LoRA in the regeneration (model and text encoder). 0 "
+                    "regenerates with the base model.",
+                ),
             ],
             outputs=[io.Image.Output("IMAGE", display_name="IMAGE")],
         )
 
     @classmethod
-    def execute(cls, image, model, clip, vae, lora_name: str, prompt: str, steps: int, strength: float):
-        erased_model, erased_clip, info = apply_lora(model, clip, lora_name, 1.0, 1.0)
+    def execute(
+        cls,
+        image,
+        model,
+        clip,
+        vae,
+        lora_name: str,
+        prompt: str,
+        steps: int,
+        strength: float,
+        guidance: float = 1.0,
+        lora_strength: float = 1.0,
+    ):
+        erased_model, erased_clip, info = apply_lora(model, clip, lora_name, lora_strength, lora_strength)
         eps_base, alphas = comfy_eps(model)
         eps_erased, _ = comfy_eps(erased_model)
+        eps_base = guided(eps_base, _encode(clip, ""), guidance)
+        eps_erased = guided(eps_erased, _encode(erased_clip, ""), guidance)
         timesteps = inversion_timesteps(len(alphas), steps, strength)
         bar = comfy.utils.ProgressBar(max(1, 2 * len(timesteps)))
         height, width = image.shape[1], image.shape[2]
@@ -118,8 +151,9 @@ class PurifyImage(io.ComfyNode):
             out = ddim_regenerate(eps_erased, x_t, cond_erased, alphas, timesteps, progress=lambda: bar.update(1))
         pixels = vae.decode(model.model.process_latent_out(out.to(comfy.model_management.intermediate_device())))
         text = (
-            f"inverted {len(timesteps)} of {steps} DDIM steps with the base model, regenerated with "
-            f"{lora_name} ({info['matched_modules']} of {info['modules']} modules applied)"
+            f"inverted {len(timesteps)} of {steps} DDIM steps with the base model (guidance {guidance:g}), "
+            f"regenerated with {lora_name} at strength {lora_strength:g} ({info['matched_modules']} of "
+            f"{info['modules']} modules applied)"
         )
         log.info("%s", text)
         return io.NodeOutput(torch.nan_to_num(pixels.float()).clamp(0, 1), ui={"shielddiff_purify": [text]})

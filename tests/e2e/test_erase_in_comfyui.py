@@ -12,7 +12,9 @@ from support.training_jobs import start_job, train_workflow, wait_for
 from trainer.lora.formats import write_lora
 
 
-def purify_workflow(checkpoint: str, lora: str, strength: float, prefix: str) -> dict:
+def purify_workflow(
+    checkpoint: str, lora: str, strength: float, prefix: str, guidance: float = 1.0, lora_strength: float = 1.0
+) -> dict:
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
         "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0xC08040}},
@@ -27,6 +29,8 @@ def purify_workflow(checkpoint: str, lora: str, strength: float, prefix: str) ->
                 "prompt": "a nude woman on a beach",
                 "steps": 4,
                 "strength": strength,
+                "guidance": guidance,
+                "lora_strength": lora_strength,
             },
         },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": f"{prefix}-purified"}},
@@ -49,6 +53,10 @@ def test_purify_image_runs_and_strength_zero_is_the_vae_round_trip(comfy, demo_c
     purified = saved(comfy, moved, "4")
     assert purified.shape == (64, 64, 3)
     assert not np.array_equal(purified, saved(comfy, moved, "7"))  # inverted and regenerated: it changed
+    # the LoRA strength and the inversion guidance reach the regeneration: each changes the result
+    for kwargs in ({"lora_strength": 0.0}, {"guidance": 3.0}):
+        other = comfy.run(purify_workflow(demo_checkpoint.name, "purify-test.safetensors", 0.75, "o", **kwargs), 300)
+        assert not np.array_equal(saved(comfy, other, "4"), purified), kwargs
 
 
 def test_an_erasure_job_from_the_training_node_finishes_and_its_lora_loads(comfy, demo_checkpoint):

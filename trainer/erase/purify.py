@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["EpsFn", "ddim_invert", "ddim_regenerate", "inversion_timesteps", "purify_latents"]
+__all__ = ["EpsFn", "ddim_invert", "ddim_regenerate", "guided", "inversion_timesteps", "purify_latents"]
 
 EpsFn = Callable[[torch.Tensor, int, Any], torch.Tensor]
 
@@ -34,6 +34,19 @@ def inversion_timesteps(num_train_timesteps: int, steps: int, strength: float) -
         raise ValueError(f"steps ({steps}) must not exceed the schedule's {num_train_timesteps} timesteps")
     count = round(strength * steps)
     return [i * stride + (stride - 1) for i in range(count)]  # ends at the last timestep when strength = 1
+
+
+def guided(eps: EpsFn, uncond: Any, scale: float) -> EpsFn:
+    """eps with classifier-free guidance against `uncond`: eps(x, t, uncond) + scale * (eps(x, t, cond) -
+    eps(x, t, uncond)). At scale 1 it is `eps` itself (the conditional prediction, one call per step)."""
+    if scale == 1.0:
+        return eps
+
+    def with_guidance(x: torch.Tensor, t: int, cond: Any) -> torch.Tensor:
+        e_u = eps(x, t, uncond).float()
+        return e_u + scale * (eps(x, t, cond).float() - e_u)
+
+    return with_guidance
 
 
 def _step(x: torch.Tensor, eps: torch.Tensor, alpha_from: torch.Tensor, alpha_to: torch.Tensor) -> torch.Tensor:

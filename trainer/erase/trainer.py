@@ -1,9 +1,14 @@
 """All-but-One concept erasure: fine-tune a LoRA so the concept's guidance becomes the alternative's.
 
-Each optimisation step draws a batch of x_t from the frozen model's own trajectories for the
-concept (deterministic DDIM with classifier-free guidance on a concept prompt, stopped at a
-random step, as ESD does), builds the target from the frozen model (objective.py) and
-takes one AdamW step on the LoRA. The job directory, checkpoints, SIGTERM and `--resume`
+Each optimisation step draws a batch of x_t from trajectories for the concept (deterministic DDIM
+with classifier-free guidance on a concept prompt, stopped at a random step, as ESD does), drawn
+by the frozen model or, with `erase.trajectory = "tuned"`, by the model being trained (ESD's
+reference code does the latter), builds the target from the frozen model (objective.py) and
+takes one AdamW step on the LoRA. With `erase.preserve` prompts, the same draw also makes x_t on
+their trajectories, and a preservation term holds the tuned model's prediction for them to the
+frozen model's. With `erase.early_stop_drift`, each epoch measures how far the prediction for
+held-out preservation prompts has moved (relative to their guidance) on fixed x_t, and the run
+stops with the last epoch's LoRA under the limit. The job directory, checkpoints, SIGTERM and `--resume`
 behave as for the RL trainer (the same code, training/run.py and training/session.py).
 Randomness comes from (seed, epoch, step, process), so a resumed run repeats the
 uninterrupted one.
@@ -39,11 +44,23 @@ from ..training.session import (
     finish_training,
     frozen,
     lora_state,
+    set_lora_state,
     setup_models,
 )
 from .objective import erase_loss, erase_target
 
-__all__ = ["ErasePrompts", "draw_latents", "erase_prompts", "erase_step_loss", "frozen_latents", "train"]
+__all__ = [
+    "EraseBatch",
+    "ErasePrompts",
+    "draw_batch",
+    "draw_latents",
+    "erase_prompts",
+    "erase_step_loss",
+    "frozen_latents",
+    "preservation_drift",
+    "train",
+    "trajectory_latents",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +71,35 @@ class ErasePrompts:
     alternatives: list[str] | None  # paired with concepts (one alternative is repeated); None: no alternative
     concept_embeds: torch.Tensor  # (n, 77, D)
     alternative_embeds: torch.Tensor | None  # (n, 77, D)
+    preserve_embeds: torch.Tensor | None = None  # (m, 77, D): erase.preserve
+    heldout_embeds: torch.Tensor | None = None  # (k, 77, D): erase.preserve_heldout, or erase.preserve
 
 
 def erase_prompts(models: TrainingModels, config: RLConfig) -> ErasePrompts:
-    concepts = list(config.erase.concepts)
-    alternatives = list(config.erase.alternatives)
+    e = config.erase
+    concepts = list(e.concepts)
+    alternatives = list(e.alternatives)
     if len(alternatives) == 1:
         alternatives = alternatives * len(concepts)
     device = models.accelerator.device
+    heldout = list(e.preserve_heldout or e.preserve)
     return ErasePrompts(
         concepts,
         alternatives or None,
         encode_prompts(models.pipe, concepts, device),
         encode_prompts(models.pipe, alternatives, device) if alternatives else None,
+        encode_prompts(models.pipe, list(e.preserve), device) if e.preserve else None,
+        encode_prompts(models.pipe, heldout, device) if heldout else None,
     )
+
+
+@dataclass
+class EraseBatch:
+    x_t: torch.Tensor  # (b, C, H, W) on trajectories of the concept prompts `index`
+    t: torch.Tensor
+    index: torch.Tensor
+    x_p: torch.Tensor | None = None  # on trajectories of the preservation prompts `p_index`
+    p_index: torch.Tensor | None = None
 
 
 def _latent_shape(models: TrainingModels, resolution: int) -> tuple[int, int, int]:
@@ -76,9 +108,9 @@ def _latent_shape(models: TrainingModels, resolution: int) -> tuple[int, int, in
 
 
 @torch.no_grad()
-def frozen_latents(
+def trajectory_latents(
     models: TrainingModels,
-    concept_embeds: torch.Tensor,
+    embeds: torch.Tensor,
     *,
     stop_at: int,
     steps: int,
@@ -86,49 +118,94 @@ def frozen_latents(
     latent_shape: tuple[int, int, int],
     generator: torch.Generator,
     stop: StopFlag | None = None,
+    tuned: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_t after `stop_at` of `steps` deterministic DDIM steps of the frozen model on the concept, and t."""
+    """x_t after `stop_at` of `steps` deterministic DDIM steps on `embeds`, and t: drawn by the frozen
+    model, or with `tuned` by the model being trained (its LoRA on, as ESD samples)."""
     scheduler = models.pipe.scheduler
-    device = concept_embeds.device
+    device = embeds.device
     scheduler.set_timesteps(steps, device=device)
-    b = concept_embeds.shape[0]
+    b = embeds.shape[0]
     x = torch.randn((b, *latent_shape), generator=generator, dtype=torch.float32).to(device, models.dtype)
     x = x * scheduler.init_noise_sigma
     negative = models.negative_embeds.expand(b, -1, -1)
-    with frozen(models) as unet:
+
+    def walk(unet):
+        nonlocal x
         for t in scheduler.timesteps[:stop_at]:
             if stop is not None and stop.stop:
                 raise TrainingCancelled
-            eps = guided_eps(unet, x, t, concept_embeds, negative, guidance)
+            eps = guided_eps(unet, x, t, embeds, negative, guidance)
             x = scheduler.step(eps.to(x.dtype), t, x, eta=0.0).prev_sample
+
+    if tuned:
+        models.unet.eval()
+        walk(models.unet)
+    else:
+        with frozen(models) as unet:
+            walk(unet)
     return x, scheduler.timesteps[stop_at].clone()
 
 
-def draw_latents(
+def frozen_latents(models: TrainingModels, concept_embeds: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_t on the frozen model's trajectory (trajectory_latents with tuned=False)."""
+    return trajectory_latents(models, concept_embeds, tuned=False, **kwargs)
+
+
+def _preserve_batch(config: RLConfig) -> int:
+    return config.erase.preserve_batch or config.train.batch_size
+
+
+def draw_batch(
     models: TrainingModels, config: RLConfig, prompts: ErasePrompts, *parts: int, stop: StopFlag | None = None
-):
-    """A batch of (x_t, t, concept index) for seed parts (epoch, step): concepts and the stop step drawn at random."""
+) -> EraseBatch:
+    """x_t for seed parts (epoch, step): concept prompts (and preservation prompts) and the stop step drawn
+    at random; one DDIM walk of the model `erase.trajectory` names makes both."""
     e = config.erase
     generator = torch.Generator().manual_seed(seed(config.train.seed, *parts, models.accelerator.process_index, 5))
     index = torch.randint(len(prompts.concepts), (config.train.batch_size,), generator=generator)
     stop_at = int(torch.randint(e.steps, (1,), generator=generator))
-    x_t, t = frozen_latents(
+    embeds = prompts.concept_embeds[index]
+    p_index = None
+    if prompts.preserve_embeds is not None and e.preserve_weight > 0:
+        p_index = torch.randint(len(prompts.preserve_embeds), (_preserve_batch(config),), generator=generator)
+        embeds = torch.cat([embeds, prompts.preserve_embeds[p_index]])
+    x, t = trajectory_latents(
         models,
-        prompts.concept_embeds[index],
+        embeds,
         stop_at=stop_at,
         steps=e.steps,
         guidance=e.guidance,
         latent_shape=_latent_shape(models, config.model.resolution),
         generator=generator,
         stop=stop,
+        tuned=e.trajectory == "tuned",
     )
-    return x_t, t, index
+    b = len(index)
+    if p_index is None:
+        return EraseBatch(x, t, index)
+    return EraseBatch(x[:b], t, index, x[b:], p_index)
+
+
+def draw_latents(
+    models: TrainingModels, config: RLConfig, prompts: ErasePrompts, *parts: int, stop: StopFlag | None = None
+):
+    """(x_t, t, concept index) of draw_batch: the concept's part of the batch."""
+    batch = draw_batch(models, config, prompts, *parts, stop=stop)
+    return batch.x_t, batch.t, batch.index
 
 
 def erase_step_loss(
-    models: TrainingModels, config: RLConfig, prompts: ErasePrompts, x_t: torch.Tensor, t, index: torch.Tensor
+    models: TrainingModels,
+    config: RLConfig,
+    prompts: ErasePrompts,
+    x_t: torch.Tensor,
+    t,
+    index: torch.Tensor,
+    preserve: tuple[torch.Tensor, torch.Tensor] | None = None,
 ):
-    """The objective on one batch: (loss with gradients into the LoRA, detached parts)."""
+    """The objective on one batch: (loss with gradients into the LoRA, detached parts). `preserve`:
+    (x_p, preservation prompt index) for the preservation term, weighted by erase.preserve_weight."""
     e = config.erase
     b = x_t.shape[0]
     concept = prompts.concept_embeds[index]
@@ -139,15 +216,73 @@ def erase_step_loss(
         conds.append(alternative)
     elif e.eta < 0:
         conds.append(concept)
+    latents = [x_t] * len(conds)
+    keep = preserve is not None and e.preserve_weight > 0
+    if keep:
+        x_p, p_index = preserve
+        kept = prompts.preserve_embeds[p_index]
+        latents.append(x_p)
+        conds.append(kept)
     with torch.no_grad(), frozen(models) as base:
-        out = base(torch.cat([x_t] * len(conds)), t, encoder_hidden_states=torch.cat(conds)).sample.chunk(len(conds))
-    eps_empty = out[0]
-    eps_alternative = out[1] if alternative is not None else None
-    eps_concept = out[1] if alternative is None and e.eta < 0 else None
+        out = base(torch.cat(latents), t, encoder_hidden_states=torch.cat(conds)).sample
+    eps_empty = out[:b]
+    eps_alternative = out[b : 2 * b] if alternative is not None else None
+    eps_concept = out[b : 2 * b] if alternative is None and e.eta < 0 else None
     target = erase_target(eps_empty, eps_alternative, eps_concept, e.eta)
-    tuned = models.unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat([concept, negative])).sample
-    tuned_concept, tuned_empty = tuned.chunk(2)
-    return erase_loss(tuned_concept, target, tuned_empty, eps_empty, e.lambda_uncond)
+    tuned_in, tuned_conds = [x_t, x_t], [concept, negative]
+    if keep:
+        tuned_in.append(x_p)
+        tuned_conds.append(kept)
+    tuned = models.unet(torch.cat(tuned_in), t, encoder_hidden_states=torch.cat(tuned_conds)).sample
+    tuned_concept, tuned_empty = tuned[:b], tuned[b : 2 * b]
+    loss, parts = erase_loss(tuned_concept, target, tuned_empty, eps_empty, e.lambda_uncond)
+    if keep:
+        held = ((tuned[2 * b :].float() - out[-x_p.shape[0] :].float()) ** 2).mean()
+        loss = loss + e.preserve_weight * held
+        parts["loss_preserve"] = held.detach()
+    return loss, parts
+
+
+class HeldoutProbe:
+    """Fixed x_t on the frozen model's trajectories of the held-out preservation prompts (halfway down),
+    and the frozen model's predictions there: `drift(models)` is the rms of eps(x, p) - eps*(x, p) over
+    the rms of the frozen guidance eps*(x, p) - eps*(x, '')."""
+
+    def __init__(self, models: TrainingModels, config: RLConfig, embeds: torch.Tensor):
+        e = config.erase
+        self.embeds = embeds[:64]
+        generator = torch.Generator().manual_seed(seed(config.train.seed, 11))
+        self.x, self.t = trajectory_latents(
+            models,
+            self.embeds,
+            stop_at=e.steps // 2,
+            steps=e.steps,
+            guidance=e.guidance,
+            latent_shape=_latent_shape(models, config.model.resolution),
+            generator=generator,
+        )
+        b = self.x.shape[0]
+        with torch.no_grad(), frozen(models) as base:
+            out = base(
+                torch.cat([self.x, self.x]),
+                self.t,
+                encoder_hidden_states=torch.cat([self.embeds, models.negative_embeds.expand(b, -1, -1)]),
+            ).sample.float()
+        self.frozen = out[:b]
+        self.scale = float(((out[:b] - out[b:]) ** 2).mean().sqrt())
+
+    @torch.no_grad()
+    def drift(self, models: TrainingModels) -> float:
+        models.unet.eval()
+        tuned = models.unet(self.x, self.t, encoder_hidden_states=self.embeds).sample.float()
+        return float(((tuned - self.frozen) ** 2).mean().sqrt()) / max(self.scale, 1e-12)
+
+
+def preservation_drift(models: TrainingModels, config: RLConfig, prompts: ErasePrompts) -> float | None:
+    """The held-out preservation measure of early stopping for the LoRA as it is now (None without prompts)."""
+    if prompts.heldout_embeds is None:
+        return None
+    return HeldoutProbe(models, config, prompts.heldout_embeds).drift(models)
 
 
 @torch.no_grad()
@@ -177,10 +312,11 @@ def _train_epoch(config, models, prompts, epoch, stop) -> dict:
     for step in range(config.erase.iterations):
         if stop.stop:
             raise TrainingCancelled
-        x_t, t, index = draw_latents(models, config, prompts, epoch, step, stop=stop)
+        batch = draw_batch(models, config, prompts, epoch, step, stop=stop)
+        preserve = (batch.x_p, batch.p_index) if batch.x_p is not None else None
         unet.train()
         with acc.accumulate(unet), acc.autocast():
-            loss, parts = erase_step_loss(models, config, prompts, x_t, t, index)
+            loss, parts = erase_step_loss(models, config, prompts, batch.x_t, batch.t, batch.index, preserve)
             acc.backward(loss)
             if acc.sync_gradients:
                 acc.clip_grad_norm_(unet.parameters(), config.train.max_grad_norm)
@@ -188,7 +324,7 @@ def _train_epoch(config, models, prompts, epoch, stop) -> dict:
             models.optimizer.zero_grad()
         stats["loss"].append(float(loss.detach()))
         for key, value in parts.items():
-            stats[key].append(float(value))
+            stats.setdefault(key, []).append(float(value))
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
@@ -211,13 +347,19 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
     main = acc.is_main_process
     start, _ = begin_run(models, config, job, resume)
     prompts = erase_prompts(models, config)
+    e = config.erase
     log.info(
-        "erasing %s -> %s (eta %g, lambda %g)",
-        prompts.concepts,
-        prompts.alternatives or "no alternative",
-        config.erase.eta,
-        config.erase.lambda_uncond,
+        "erasing %d concept prompt(s) -> %s (eta %g, lambda %g, %d preservation prompt(s) at weight %g, "
+        "x_t from the %s model)",
+        len(prompts.concepts),
+        f"{len(prompts.alternatives)} alternative(s)" if prompts.alternatives else "no alternative",
+        e.eta,
+        e.lambda_uncond,
+        len(e.preserve),
+        e.preserve_weight,
+        e.trajectory,
     )
+    probe = HeldoutProbe(models, config, prompts.heldout_embeds) if prompts.heldout_embeds is not None else None
     with StopFlag() as stop:
         snapshot = {"lora": lora_state(models), "optimizer": copy.deepcopy(models.optimizer.state_dict())}
         done = start
@@ -226,6 +368,20 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                 began = time.perf_counter()
                 train_stats = _train_epoch(config, models, prompts, epoch, stop)
                 seconds = time.perf_counter() - began
+                drift = probe.drift(models) if probe is not None else None
+                if e.early_stop_drift and drift is not None and drift > e.early_stop_drift:
+                    log.info(
+                        "early stop: held-out preservation drift %.4f > %g after epoch %d; keeping epoch %d's LoRA",
+                        drift,
+                        e.early_stop_drift,
+                        epoch + 1,
+                        done,
+                    )
+                    if main:
+                        job.append_metrics({"epoch": epoch, **train_stats, "preserve_drift": drift, "early_stop": True})
+                    set_lora_state(models, snapshot["lora"])
+                    config.train.epochs = done
+                    break
                 snapshot = {"lora": lora_state(models), "optimizer": copy.deepcopy(models.optimizer.state_dict())}
                 done = epoch + 1
                 if main:
@@ -233,6 +389,7 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                         {
                             "epoch": epoch,
                             **train_stats,
+                            **({"preserve_drift": drift} if drift is not None else {}),
                             "steps_per_s": config.erase.iterations / seconds,
                             "epoch_seconds": seconds,
                             "peak_memory_mb": peak_memory_mb(acc.device),

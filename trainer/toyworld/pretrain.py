@@ -1,9 +1,15 @@
 """Train the toy world's StableDiffusionPipeline (and its shape classifier) from scratch on the CPU.
 
     python -m trainer.toyworld.pretrain --out models/toyworld [--threads 1]
+    python -m trainer.toyworld.pretrain --out models/toyworld --overwrite --init-from models/toyworld --steps 200 --lr 1e-3
+
+The first trains from scratch; the second continues the denoiser and text encoder of a saved model
+(its VAE and shape classifier are kept as they are) on the same recipe's data.
 
 The recipe (docs/toyworld.md), every random choice seeded:
-1. Render the training scenes (world.py).
+1. Render the training scenes (world.py); a share of them (--phrase-share, 20%) is captioned by a bare
+   colour word or short phrase ("red", "a crimson thing", "something blue": world.PHRASES) instead
+   of a full prompt, so that a concept named by one word carries its meaning.
 2. VAE: AutoencoderKL 32x32x3 -> 16x16x4, channels (16, 32), one layer per block, no attention;
    MSE + 0.5 L1 + 1e-6 KL, batch 32, lr 4e-3 cosine; scaling factor 1 / std of the latents.
 3. Shape classifier: a small CNN on renders and their VAE reconstructions.
@@ -35,7 +41,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from .shape_classifier import ShapeClassifier, save_shape_classifier
-from .world import render, sample_scene
+from .world import COLOURS, PHRASES, RED_SYNONYMS, render, sample_scene
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +171,14 @@ def train_vae(vae, images, steps: int, batch: int, lr: float, gen: torch.Generat
 
 
 @torch.no_grad()
-def encode(vae, images, batch: int = 512):
+def encode(vae, images, batch: int = 512, decode: int | None = None):
+    """The latents' means of every image, and the reconstructions of the first `decode` (default: all)."""
     means, recons = [], []
     for i in range(0, len(images), batch):
         mean = vae.encode(images[i : i + batch]).latent_dist.mean
         means.append(mean)
-        recons.append(vae.decode(mean).sample.clamp(-1, 1))
+        if decode is None or i < decode:
+            recons.append(vae.decode(mean[: None if decode is None else decode - i]).sample.clamp(-1, 1))
     return torch.cat(means), torch.cat(recons)
 
 
@@ -200,9 +208,29 @@ def train_shape_classifier(scenes, images, recons, steps: int, gen: torch.Genera
     return model, accuracy
 
 
-def prompt_ids(tokenizer, scenes) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids per scene (its own template) and for the empty prompt, tokenising each distinct prompt once."""
-    prompts = [s.prompt for s in scenes]
+def scene_prompts(scenes, share: float, seed: int) -> list[str]:
+    """Each scene's caption: its own template, or for `share` of them a bare word or phrase (world.PHRASES)."""
+    rng = np.random.default_rng([seed, 17])
+    phrase = rng.random(len(scenes)) < share
+    which = rng.integers(len(PHRASES), size=len(scenes))
+    return [
+        PHRASES[k].format(c=s.colour_word) if p else s.prompt for s, p, k in zip(scenes, phrase, which, strict=True)
+    ]
+
+
+BARE_WORDS = (*COLOURS, *RED_SYNONYMS)
+
+
+@torch.no_grad()
+def word_distances(tokenizer, text_encoder, words=BARE_WORDS) -> dict[str, float]:
+    """rms distance of each word's text embedding (all 77 positions) to the empty prompt's."""
+    ids = tokenizer(["", *words], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    hidden = text_encoder(ids.to(text_encoder.device))[0].float()
+    return {w: float(((hidden[i + 1] - hidden[0]) ** 2).mean().sqrt()) for i, w in enumerate(words)}
+
+
+def prompt_ids(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids per prompt and for the empty prompt, tokenising each distinct prompt once."""
     distinct = [*sorted(set(prompts)), ""]
     ids = tokenizer(distinct, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     row = {p: i for i, p in enumerate(distinct)}
@@ -218,7 +246,7 @@ def train_denoiser(unet, text_encoder, latents, ids, empty_ids, args, gen: torch
     weights = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(100, args.unet_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args.warmup, args.unet_steps))
     ema = EMAModel(params, decay=0.999)
     unet.train()
     text_encoder.train()
@@ -264,16 +292,42 @@ def train_denoiser(unet, text_encoder, latents, ids, empty_ids, args, gen: torch
     return losses
 
 
+def load_saved(folder: Path):
+    """(vae, unet, text_encoder) of a saved toy pipeline, in fp32, to continue training."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    kw = {"torch_dtype": torch.float32}
+    return (
+        AutoencoderKL.from_pretrained(str(folder / "vae"), **kw),
+        UNet2DConditionModel.from_pretrained(str(folder / "unet"), **kw),
+        CLIPTextModel.from_pretrained(str(folder / "text_encoder"), **kw),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.toyworld.pretrain", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output folder (a diffusers StableDiffusionPipeline)")
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        help="a saved toy model to continue from: its VAE and shape classifier are kept, its denoiser and text "
+        "encoder train --steps more steps on this recipe's data (default: train everything from scratch)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     parser.add_argument("--images", type=int, default=20000, help="training scenes rendered")
     parser.add_argument("--vae-steps", type=int, default=1000)
     parser.add_argument("--classifier-steps", type=int, default=1500)
-    parser.add_argument("--unet-steps", type=int, default=2400)
+    parser.add_argument("--unet-steps", "--steps", dest="unet_steps", type=int, default=2400, help="denoiser steps")
+    parser.add_argument("--warmup", type=int, default=100, help="denoiser learning-rate warm-up steps")
     parser.add_argument("--batch", type=int, default=64, help="denoiser batch size")
     parser.add_argument("--lr", type=float, default=2e-3, help="denoiser peak learning rate")
+    parser.add_argument(
+        "--phrase-share",
+        type=float,
+        default=0.2,
+        help="share of training captions that are a bare colour word or short phrase (world.PHRASES)",
+    )
     parser.add_argument(
         "--offset-noise",
         type=float,
@@ -292,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         parser.error(f"{out} exists: pass --overwrite to replace it, or choose another --out")
+    init = Path(args.init_from) if args.init_from else None
+    if init is not None and not (init / "model_index.json").is_file():
+        parser.error(f"--init-from {init}: no saved toy model there (model_index.json missing)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -299,34 +356,56 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     times: dict[str, float] = {}
     t0 = time.monotonic()
+    cpu0 = time.process_time()
 
-    tokenizer = make_tokenizer(work / "tokenizer")
+    if init is None:
+        tokenizer = make_tokenizer(work / "tokenizer")
+    else:  # the saved model's own tokenizer
+        from transformers import CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_pretrained(str(init / "tokenizer"))
     scenes, images = render_dataset(args.images, args.seed)
     times["render_s"] = time.monotonic() - t0
 
     t = time.monotonic()
-    vae = make_vae()
-    vae_loss = train_vae(vae, images, args.vae_steps, 32, 4e-3, gen)
-    means, recons = encode(vae, images)
-    psnr = float(10 * torch.log10(4.0 / F.mse_loss(recons, images)))
-    scaling = float(1.0 / means.std())
-    vae.register_to_config(scaling_factor=scaling)
+    previous = None
+    if init is None:
+        vae = make_vae()
+        vae_loss = train_vae(vae, images, args.vae_steps, 32, 4e-3, gen)
+        means, recons = encode(vae, images)
+        scaling = float(1.0 / means.std())
+        vae.register_to_config(scaling_factor=scaling)
+    else:
+        vae, unet, text_encoder = load_saved(init)
+        previous = json.loads((init / "training.json").read_text()) if (init / "training.json").is_file() else None
+        vae_loss = (previous or {}).get("vae", {}).get("final_loss")
+        means, recons = encode(vae, images, decode=1000)  # the VAE is kept: its PSNR on a sample suffices
+        scaling = float(vae.config.scaling_factor)
+    psnr = float(10 * torch.log10(4.0 / F.mse_loss(recons, images[: len(recons)])))
     latents = means * scaling
     times["vae_s"] = time.monotonic() - t
     log.info("vae: %d params, PSNR %.1f dB, scaling factor %.3f", count(vae), psnr, scaling)
 
     t = time.monotonic()
-    classifier, classifier_acc = train_shape_classifier(scenes, images, recons, args.classifier_steps, gen)
-    times["shape_classifier_s"] = time.monotonic() - t
-    log.info("shape classifier: %d params, accuracy on its VAE reconstructions %.3f", count(classifier), classifier_acc)
+    if init is None:
+        classifier, classifier_acc = train_shape_classifier(scenes, images, recons, args.classifier_steps, gen)
+        times["shape_classifier_s"] = time.monotonic() - t
+        log.info("shape classifier: %d params, accuracy on VAE reconstructions %.3f", count(classifier), classifier_acc)
+    else:
+        classifier = None
+        classifier_acc = (previous or {}).get("shape_classifier", {}).get("accuracy_on_vae_reconstructions")
 
     t = time.monotonic()
-    unet = make_unet()
-    text_encoder = make_text_encoder(tokenizer)
-    ids, empty_ids = prompt_ids(tokenizer, scenes)
+    if init is None:
+        unet = make_unet()
+        text_encoder = make_text_encoder(tokenizer)
+    words_before = word_distances(tokenizer, text_encoder)
+    ids, empty_ids = prompt_ids(tokenizer, scene_prompts(scenes, args.phrase_share, args.seed))
     log.info("unet %d params, text encoder %d params", count(unet), count(text_encoder))
     losses = train_denoiser(unet, text_encoder, latents, ids, empty_ids, args, gen)
     times["denoiser_s"] = time.monotonic() - t
+    words_after = word_distances(tokenizer, text_encoder)
+    log.info("rms distance of bare words to the empty prompt: %s", {w: round(v, 3) for w, v in words_after.items()})
 
     from diffusers import StableDiffusionPipeline
 
@@ -343,24 +422,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.dtype == "fp16":
         pipe.to(torch.float16)
     pipe.save_pretrained(str(work), safe_serialization=True)
-    save_shape_classifier(classifier, work / "shape_classifier")
+    if classifier is not None:
+        save_shape_classifier(classifier, work / "shape_classifier")
+    else:
+        shutil.copytree(init / "shape_classifier", work / "shape_classifier")
     times["total_s"] = time.monotonic() - t0
     summary = {
         "recipe": "trainer/toyworld/pretrain.py",
+        "command": "python -m trainer.toyworld.pretrain " + " ".join(argv if argv is not None else sys.argv[1:]),
         "args": vars(args),
         "params": {
             "vae": count(vae),
             "unet": count(unet),
             "text_encoder": count(text_encoder),
-            "shape_classifier": count(classifier),
+            "shape_classifier": count(classifier) if classifier is not None else None,
         },
         "vae": {"final_loss": vae_loss, "psnr_db": psnr, "scaling_factor": scaling},
         "shape_classifier": {"accuracy_on_vae_reconstructions": classifier_acc},
         "denoiser": {"loss_per_100_steps": losses, "final_loss": losses[-1] if losses else None},
+        "bare_word_rms_distance_to_empty": {"before": words_before, "after": words_after},
         "times_s": {k: round(v, 1) for k, v in times.items()},
+        "cpu_s": round(time.process_time() - cpu0, 1),
         "torch": torch.__version__,
         "threads": args.threads,
     }
+    if init is not None:
+        summary["continued_from"] = previous
     (work / "training.json").write_text(json.dumps(summary, indent=1))
     if out.exists():
         shutil.rmtree(out)

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 __all__ = [
     "BACKGROUNDS",
     "COLOURS",
+    "PHRASES",
     "RED_SYNONYMS",
     "SHAPES",
     "SIZE",
@@ -47,6 +48,12 @@ TEMPLATES = (
     "{c} {s}",
     "a {bg} picture of a {c} {s}",
 )
+
+
+# Bare colour words and short phrases (no shape, no background): the words a concept is named by.
+# Pretraining pairs a share of scenes with one of these (world's colour word, synonyms included),
+# so that "red" alone means red, as a single word does for CLIP.
+PHRASES = ("{c}", "a {c} thing", "something {c}")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ __all__ = [
     "begin_run",
     "finish_training",
     "frozen",
+    "lora_file_from_state",
     "lora_fingerprint",
     "lora_state",
     "set_lora_state",
@@ -112,7 +113,7 @@ def set_lora_state(models: TrainingModels, state: dict[str, torch.Tensor]) -> No
     set_peft_model_state_dict(models.accelerator.unwrap_model(models.unet), state)
 
 
-def _to_lora_file(state: dict[str, torch.Tensor], alpha: float, family: str = "sd15"):
+def lora_file_from_state(state: dict[str, torch.Tensor], alpha: float, family: str = "sd15"):
     from ..lora.formats import LoraFile, LoraModule
 
     modules: dict = {}
@@ -151,7 +152,7 @@ def write_trained_lora(
     from ..diffusion.family import checkpoint_family
 
     family = checkpoint_family(checkpoint).key  # sdxl: lora_te1_/lora_te2_ naming, ss_base_model_version
-    lora = _to_lora_file(state, config.lora.alpha, family if family == "sdxl" else "sd15")
+    lora = lora_file_from_state(state, config.lora.alpha, family if family == "sdxl" else "sd15")
     write_lora(lora, path, "kohya", metadata=meta)
     if config.output.diffusers_copy:
         write_lora(lora, path.with_name(path.stem + ".diffusers.safetensors"), "diffusers", metadata=meta)

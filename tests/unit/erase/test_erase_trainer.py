@@ -1,7 +1,10 @@
 """All-but-One erasure on a tiny random pipeline: the concept's guidance moves to the target, the
 unconditional prediction stays (and drifts more without its constraint), an unrelated prompt changes
-less than the concept; resume repeats the uninterrupted run; bad settings are named."""
+less than the concept and less again with the preservation term; ESD's x_t come from the model being
+trained; early stopping keeps the LoRA under its limit; resume repeats the uninterrupted run; bad
+settings are named."""
 
+import copy
 import json
 
 import pytest
@@ -10,14 +13,16 @@ from safetensors.torch import load_file
 
 from trainer.diffusion.guidance import encode_prompts
 from trainer.diffusion.tiny import tiny_pipeline
-from trainer.erase.trainer import draw_latents, erase_prompts, train
+from trainer.erase.trainer import draw_latents, erase_prompts, train, trajectory_latents
 from trainer.lora.formats import read_lora
 from trainer.training.config import ConfigError, load_config
 from trainer.training.job_dir import JobDir
 from trainer.training.run import load_checkpoint
-from trainer.training.session import frozen, set_lora_state, setup_models
+from trainer.training.session import frozen, lora_state, set_lora_state, setup_models
 
 UNRELATED = "a red car on a street"
+# the preservation set of the preservation test (UNRELATED among them)
+PRESERVE = [UNRELATED, "a bowl of fruit on a table", "a mountain lake at dawn", "a cat asleep on a sofa"]
 BASE = [
     "model.resolution=16",
     'train.method="all-but-one"',
@@ -43,6 +48,8 @@ def measure(config, job) -> dict:
     """Norms on held-out x_t (trajectories of seeds the training never drew), frozen vs tuned."""
     models = setup_models(config, job / ".configs")
     set_lora_state(models, load_checkpoint(JobDir(job).latest_checkpoint())["lora"])
+    config = copy.deepcopy(config)
+    config.erase.preserve = []  # the same held-out x_t with and without a preservation set
     prompts = erase_prompts(models, config)
     unrelated = encode_prompts(models.pipe, [UNRELATED], models.accelerator.device)
     sums = dict.fromkeys(("guidance_before", "guidance_after", "uncond_drift", "uncond", "concept", "unrelated"), 0.0)
@@ -71,10 +78,13 @@ def measure(config, job) -> dict:
 
 @pytest.fixture(scope="module")
 def trained(pipeline, tmp_path_factory):
-    """The same run (20 steps of batch 4, lr 0.03) with the unconditional constraint (lambda 1) and without."""
+    """The same run (20 steps of batch 4, lr 0.03) with the unconditional constraint (lambda 1) and without,
+    and with lambda 1 plus the preservation term on PRESERVE (weight 1)."""
     found = {}
-    for lam in (1.0, 0.0):
-        job = tmp_path_factory.mktemp(f"erase-lambda-{lam}")
+    runs = {1.0: [], 0.0: [], "preserve": [f"erase.preserve={json.dumps(PRESERVE)}", "erase.preserve_weight=1.0"]}
+    for key, extra in runs.items():
+        lam = 1.0 if key == "preserve" else key
+        job = tmp_path_factory.mktemp(f"erase-{key}")
         config = load_config(
             None,
             settings(
@@ -83,11 +93,12 @@ def trained(pipeline, tmp_path_factory):
                 "erase.iterations=20",
                 "train.learning_rate=0.03",
                 f"erase.lambda_uncond={lam}",
+                *extra,
             ),
         )
         lora = train(config, job)
-        found[lam] = (measure(config, job), lora, job)
-    print({lam: m for lam, (m, _, _) in found.items()})
+        found[key] = (measure(config, job), lora, job)
+    print({key: m for key, (m, _, _) in found.items()})
     return found
 
 
@@ -119,6 +130,93 @@ def test_an_unrelated_prompt_changes_less_than_the_concept(trained):
     assert m["unrelated"] <= 0.9 * m["concept"], m
 
 
+def test_the_preservation_term_holds_an_unrelated_prompt_better_than_the_same_run_without_it(trained):
+    """Stated margin (measured 0.XX): with UNRELATED in erase.preserve, ||eps(x, unrelated) - eps*(x, unrelated)||
+    is at most 0.5 of the same run's without the term, while the concept still moves (at least 0.5 of it)."""
+    kept, plain = trained["preserve"][0], trained[1.0][0]
+    assert kept["unrelated"] <= 0.5 * plain["unrelated"], (kept, plain)
+    assert kept["concept"] >= 0.5 * plain["concept"], (kept, plain)
+    metrics = json.loads((trained["preserve"][2] / "metrics.jsonl").read_text().splitlines()[0])
+    assert metrics["loss_preserve"] >= 0 and "preserve_drift" in metrics
+
+
+def test_esd_draws_x_t_from_the_model_being_trained(pipeline, tmp_path):
+    """With erase.trajectory = "tuned" (the esd-x / esd-u presets) the x_t are the DDIM trajectory of the
+    LoRA-tuned model: equal to the frozen model's while the LoRA is untrained, equal to a walk with the
+    tuned UNet and away from the frozen model's once the LoRA has moved."""
+    config = load_config(None, settings(pipeline, 'erase.concepts=["nudity"]', "erase.steps=6"), preset="esd-x")
+    assert (config.erase.trajectory, config.erase.steps, config.erase.guidance) == ("tuned", 6, 3.0)
+    own = [s for s in settings(pipeline) if not s.startswith("lora.targets")]
+    assert load_config(None, own, preset="esd-x").lora.targets == [
+        "attn2.to_q",
+        "attn2.to_k",
+        "attn2.to_v",
+        "attn2.to_out.0",
+    ]  # ESD-x: the cross-attention (here the test's own attn2 key/value targets come after the preset)
+    models = setup_models(config, tmp_path / ".configs")
+    prompts = erase_prompts(models, config)
+    untrained, _, _ = draw_latents(models, config, prompts, 3, 1)
+    frozen_config = load_config(None, settings(pipeline, 'erase.concepts=["nudity"]', "erase.steps=6"), preset="esd-x")
+    frozen_config.erase.trajectory = "frozen"
+    assert torch.equal(untrained, draw_latents(models, frozen_config, prompts, 3, 1)[0])  # LoRA up weights are 0
+    torch.manual_seed(1)
+    set_lora_state(models, {k: torch.randn_like(v) * 0.5 for k, v in lora_state(models).items()})
+    tuned_x, t, index = draw_latents(models, config, prompts, 3, 1)
+    frozen_x, _, _ = draw_latents(models, frozen_config, prompts, 3, 1)
+    assert (tuned_x - frozen_x).norm() > 0.05 * frozen_x.norm(), ((tuned_x - frozen_x).norm(), frozen_x.norm())
+    # the same walk by hand: the draw's generator, stop step and noise, the tuned UNet with its LoRA on
+    from trainer.training.run import seed
+
+    generator = torch.Generator().manual_seed(seed(config.train.seed, 3, 1, 0, 5))
+    again = torch.randint(len(prompts.concepts), (config.train.batch_size,), generator=generator)
+    stop_at = int(torch.randint(config.erase.steps, (1,), generator=generator))
+    walked, t2 = trajectory_latents(
+        models,
+        prompts.concept_embeds[again],
+        stop_at=stop_at,
+        steps=6,
+        guidance=3.0,
+        latent_shape=tuned_x.shape[1:],
+        generator=generator,
+        tuned=True,
+    )
+    assert torch.equal(again, index) and int(t2) == int(t)
+    assert torch.allclose(walked, tuned_x)
+
+
+def test_the_esd_u_preset_trains_everything_but_the_cross_attention(pipeline):
+    own = [
+        s for s in settings(pipeline) if not s.startswith(("lora.targets", "erase.alternatives", "train.batch_size"))
+    ]
+    config = load_config(None, own, preset="esd-u")
+    assert not any("attn2" in target for target in config.lora.targets)
+    assert {"attn1.to_q", "ff.net.2"} <= set(config.lora.targets)
+    assert (config.erase.eta, config.erase.lambda_uncond, config.erase.alternatives) == (-1.0, 0.0, [])
+    assert (config.train.batch_size, config.erase.trajectory) == (1, "tuned")
+
+
+def test_early_stopping_keeps_the_last_lora_under_the_drift_limit(pipeline, tmp_path):
+    """A limit no epoch stays under stops after the first epoch with the untrained LoRA (epoch 0's), done."""
+    config = load_config(
+        None,
+        settings(
+            pipeline,
+            "train.epochs=3",
+            "erase.iterations=2",
+            "train.learning_rate=0.03",
+            f"erase.preserve={json.dumps(PRESERVE[1:])}",
+            f'erase.preserve_heldout=["{UNRELATED}"]',
+            "erase.early_stop_drift=1e-9",
+        ),
+    )
+    lora = train(config, tmp_path / "job")
+    metrics = [json.loads(line) for line in (tmp_path / "job" / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 1 and metrics[0]["early_stop"] and metrics[0]["preserve_drift"] > 1e-9
+    assert all(float(m.up.abs().max()) == 0.0 for m in read_lora(lora).modules.values())
+    status = json.loads((tmp_path / "job" / "status.json").read_text())
+    assert (status["state"], status["epoch"]) == ("done", 0)
+
+
 def test_resume_gives_the_uninterrupted_result(pipeline, tmp_path):
     run = ["erase.iterations=3", "train.learning_rate=0.03", "train.batch_size=2"]
     straight = train(load_config(None, settings(pipeline, "train.epochs=2", *run)), tmp_path / "a")
@@ -146,6 +244,10 @@ def test_resume_gives_the_uninterrupted_result(pipeline, tmp_path):
         ("erase.iterations=0", "erase.iterations"),
         ("erase.eta=1e9", "erase.eta"),
         ('train.method="magic"', "train.method"),
+        ('erase.trajectory="sideways"', "erase.trajectory"),
+        ('erase.preserve=[""]', "erase.preserve"),
+        ("erase.preserve_weight=-1.0", "erase.preserve_weight"),
+        ("erase.early_stop_drift=0.5", "erase.early_stop_drift"),
     ],
 )
 def test_bad_settings_are_named(pipeline, override, message):

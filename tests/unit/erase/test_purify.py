@@ -72,3 +72,16 @@ def test_regeneration_with_another_model_changes_the_latent(pipe):
 def test_bad_steps_or_strength_are_refused(steps, strength):
     with pytest.raises(ValueError, match=r"steps|strength"):
         inversion_timesteps(1000, steps, strength)
+
+
+def test_guided_eps_is_classifier_free_guidance_and_scale_one_is_the_prompt_alone(pipe):
+    """Purify Image's `guidance`: the noise prediction it inverts and regenerates with."""
+    from trainer.erase.purify import guided
+
+    eps = unet_eps(pipe.unet)
+    x = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(2))
+    cond, uncond = encode(pipe, "a person"), encode(pipe, "")
+    assert guided(eps, uncond, 1.0) is eps
+    e_c, e_u = eps(x, 500, cond), eps(x, 500, uncond)
+    assert torch.allclose(guided(eps, uncond, 0.0)(x, 500, cond), e_u, atol=1e-6)
+    assert torch.allclose(guided(eps, uncond, 4.0)(x, 500, cond), e_u + 4.0 * (e_c - e_u), atol=1e-5)
