@@ -38,19 +38,25 @@ def comfy_eps(patcher):
     device = comfy.model_management.get_torch_device()
 
     @torch.no_grad()
-    def eps(x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+    def eps(x: torch.Tensor, t: int, cond: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+        cross, y = cond
         b = x.shape[0]
         sigma = sigmas[t].repeat(b).to(device)
         scale = (1 + sigma**2).sqrt().reshape(-1, 1, 1, 1)
         x_k = x.to(device) * scale
-        denoised = model.apply_model(x_k, sigma, c_crossattn=cond.expand(b, -1, -1).to(device))
+        extra = {} if y is None else {"y": y.expand(b, -1).to(device)}
+        denoised = model.apply_model(x_k, sigma, c_crossattn=cross.expand(b, -1, -1).to(device), **extra)
         return ((x_k - denoised.float()) / sigma.reshape(-1, 1, 1, 1)).float().cpu()
 
     return eps, 1.0 / (1.0 + sigmas.double() ** 2)
 
 
-def _encode(clip, text: str) -> torch.Tensor:
-    return clip.encode_from_tokens(clip.tokenize(text)).float().cpu()
+def _encode(patcher, clip, text: str, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The prompt's cross-attention conditioning and, for models with added conditioning (SDXL's
+    `y`: the pooled text embedding and the image size), ComfyUI's own encoding of it."""
+    cross, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
+    y = patcher.model.encode_adm(pooled_output=pooled, width=width, height=height, device="cpu", prompt_type="positive")
+    return cross.float().cpu(), None if y is None else y.float().cpu()
 
 
 class PurifyImage(io.ComfyNode):
@@ -133,7 +139,9 @@ class PurifyImage(io.ComfyNode):
         eps_erased = guided(eps_erased, _encode(erased_clip, ""), guidance)
         timesteps = inversion_timesteps(len(alphas), steps, strength)
         bar = comfy.utils.ProgressBar(max(1, 2 * len(timesteps)))
-        cond_base, cond_erased = _encode(clip, prompt), _encode(erased_clip, prompt)
+        height, width = image.shape[1], image.shape[2]
+        cond_base = _encode(model, clip, prompt, height, width)
+        cond_erased = _encode(erased_model, erased_clip, prompt, height, width)
         comfy.model_management.load_models_gpu([model])
         x0 = model.model.process_latent_in(vae.encode(image[:, :, :, :3])).float().cpu()
         out = x0

@@ -12,6 +12,7 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
+from ..trainer.diffusion.family import UnsupportedFamilyError, require_trainable
 from ..trainer.jobs.queue import JobError
 from ..trainer.jobs.request import LIMITS, RequestError, TrainingRequest
 from ..trainer.prompts import DEFAULT_BENIGN, DEFAULT_UNSAFE
@@ -48,7 +49,12 @@ def _checkpoint(name: str) -> str:
     if name not in folder_paths.get_filename_list("checkpoints"):
         folders = ", ".join(folder_paths.get_folder_paths("checkpoints"))
         raise RequestError(f"checkpoint {name!r} is not in ComfyUI's checkpoints folder ({folders})")
-    return folder_paths.get_full_path_or_raise("checkpoints", name)
+    path = folder_paths.get_full_path_or_raise("checkpoints", name)
+    try:
+        require_trainable(path)  # SD2, SD3, Flux... are refused here, before a job exists
+    except (UnsupportedFamilyError, OSError, ValueError) as exc:
+        raise RequestError(str(exc)) from exc
+    return path
 
 
 def _int(name: str, default: int, tooltip: str, **kw) -> io.Int.Input:

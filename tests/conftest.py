@@ -65,6 +65,18 @@ def demo_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sdxl_checkpoint() -> Path:
+    """The tiny SDXL-layout checkpoint (2.4 GB), built once per version of its builder and cached."""
+    from trainer.diffusion import sdxl_checkpoint as builder
+
+    digest = hashlib.sha256(Path(builder.__file__).read_bytes()).hexdigest()[:12]
+    path = REPO / ".cache" / "test-models" / digest / "shielddiff-tiny-sdxl.safetensors"
+    if not path.exists():
+        builder.write_sdxl_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def comfy(comfyui_dir, demo_checkpoint, tmp_path_factory) -> ComfyServer:
     """One real ComfyUI server for the session, with the pack and the demo checkpoint."""
     server = ComfyServer(comfyui_dir, tmp_path_factory.mktemp("comfyui-base"))

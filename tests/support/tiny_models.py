@@ -55,3 +55,80 @@ def demo_lora(rank: int = 4, alpha: float = 2.0, seed: int = 0, text_encoder: bo
         for c, p, o, i in targets
     }
     return LoraFile(modules=modules, family="sd15")
+
+
+def sd2_v_unet_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A tiny UNet-only checkpoint that ComfyUI detects as SD2.x v-prediction: SD2's 1024-wide
+    cross-attention and linear projections, four levels of two res blocks at 320 channels, attention
+    in the first level only, and output block 11's norm1 bias spread wide (ComfyUI's v-prediction test)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from trainer.diffusion.demo_checkpoint import _conv, _init, _linear, _norm, _unet_resblock
+    from trainer.diffusion.sdxl_checkpoint import _transformer
+
+    u, c = "model.diffusion_model.", 320
+
+    def shapes():
+        yield from _linear(u + "time_embed.0.", 1280, c)
+        yield from _linear(u + "time_embed.2.", 1280, 1280)
+        yield from _conv(u + "input_blocks.0.0.", c, 4, 3)
+        block = 1
+        for level in range(4):
+            for _ in range(2):
+                yield from _unet_resblock(u + f"input_blocks.{block}.0.", c, c)
+                if level == 0:
+                    yield from _transformer(u + f"input_blocks.{block}.1.", c, 1, context=1024)
+                block += 1
+            if level != 3:
+                yield from _conv(u + f"input_blocks.{block}.0.op.", c, c, 3)
+                block += 1
+        yield from _unet_resblock(u + "middle_block.0.", c, c)
+        yield from _transformer(u + "middle_block.1.", c, 1, context=1024)
+        yield from _unet_resblock(u + "middle_block.2.", c, c)
+        for block in range(12):
+            yield from _unet_resblock(u + f"output_blocks.{block}.0.", 2 * c, c)
+            if block >= 9:
+                yield from _transformer(u + f"output_blocks.{block}.1.", c, 1, context=1024)
+            if block in (2, 5, 8):
+                yield from _conv(u + f"output_blocks.{block}.1.conv.", c, c, 3)
+        yield from _norm(u + "out.0.", c)
+        yield from _conv(u + "out.2.", 4, c, 3)
+
+    gen = torch.Generator().manual_seed(seed)
+    state = {k: _init(k, s, gen).half() for k, s in shapes()}
+    state[u + "output_blocks.11.1.transformer_blocks.0.norm1.bias"] = torch.randn(c, generator=gen).half() * 0.5
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
+
+
+def sdxl_lora(
+    unet_config: dict, rank: int = 4, alpha: float = 2.0, seed: int = 0, targets=("to_q", "to_k", "to_v", "to_out.0")
+):
+    """A random LoRA on every UNet attention projection of an SDXL-layout UNet (the modules the trainer
+    adapts, found on a weightless copy of the UNet) and on both text encoders' first attention layer."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from trainer.lora.formats import LoraFile, LoraModule
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config({k: v for k, v in unet_config.items() if not k.startswith("_")})
+    found = [
+        ("unet", name, m.out_features, m.in_features)
+        for name, m in unet.named_modules()
+        if isinstance(m, torch.nn.Linear) and ".attn" in name and name.endswith(tuple("." + t for t in targets))
+    ]
+    for component, width in (("te1", 768), ("te2", 1280)):
+        found += [(component, f"text_model.encoder.layers.0.self_attn.{p}", width, width) for p in ("q_proj", "v_proj")]
+    gen = torch.Generator().manual_seed(seed)
+    modules = {
+        (c, p): LoraModule(
+            down=torch.randn((rank, i), generator=gen) * 0.1,
+            up=torch.randn((o, rank), generator=gen) * 0.1,
+            alpha=torch.tensor(float(alpha)),
+        )
+        for c, p, o, i in found
+    }
+    return LoraFile(modules=modules, family="sdxl")

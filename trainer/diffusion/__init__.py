@@ -1,1 +1,1 @@
-"""Diffusers models: loading a checkpoint, the demo checkpoint, guided noise prediction and prompt encoding."""
+"""Diffusers models: loading a checkpoint (SD1.x, SDXL), its family, the demo checkpoints, guided noise prediction and prompt encoding."""

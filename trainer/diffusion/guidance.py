@@ -11,6 +11,11 @@ __all__ = ["decode_images", "encode_prompts", "guided_eps"]
 
 @torch.no_grad()
 def encode_prompts(pipe, prompts: list[str], device) -> torch.Tensor:
+    """The prompts' text conditioning, (B, 77, D); for SDXL (B, 78, 2048) with the pooled embedding packed in."""
+    from .sdxl import encode_packed_prompts, is_sdxl
+
+    if is_sdxl(pipe):
+        return encode_packed_prompts(pipe, prompts, device)
     ids = pipe.tokenizer(
         prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids.to(device)

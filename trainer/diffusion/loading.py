@@ -203,9 +203,8 @@ def _config_folder(levels: int, per_level: int, cache: str) -> Path:
 
 
 def load_pipeline(path: str | Path, cache_dir: str | Path | None = None):
-    """A StableDiffusionPipeline from a diffusers folder or an SD1.x single file, offline."""
+    """A StableDiffusion(XL)Pipeline from a diffusers folder or an SD1.x / SDXL single file, offline."""
     from diffusers import StableDiffusionPipeline
-    from safetensors import safe_open
 
     path = Path(path)
     if path.is_dir():
@@ -214,6 +213,12 @@ def load_pipeline(path: str | Path, cache_dir: str | Path | None = None):
                 f"{path} is a folder without model_index.json: give a diffusers model folder or a "
                 ".safetensors checkpoint (e.g. one from ComfyUI/models/checkpoints)"
             )
+        from .family import checkpoint_family
+
+        if checkpoint_family(path).key == "sdxl":
+            from diffusers import StableDiffusionXLPipeline
+
+            return StableDiffusionXLPipeline.from_pretrained(path, local_files_only=True)
         return StableDiffusionPipeline.from_pretrained(
             path, local_files_only=True, safety_checker=None, requires_safety_checker=False
         )
@@ -227,10 +232,18 @@ def load_pipeline(path: str | Path, cache_dir: str | Path | None = None):
             f"{path.name}: only .safetensors checkpoints are loaded (a pickled {path.suffix} "
             "file could run code); convert it to safetensors first"
         )
-    with safe_open(str(path), "pt") as f:
-        keys = list(f.keys())
-    levels, per_level = unet_layout_from_keys(keys)
+    from .family import checkpoint_shapes, family_of
+
+    shapes = checkpoint_shapes(path)
+    family = family_of(shapes)
     cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "shielddiff" / "configs"
+    if family.key == "sdxl":
+        from .sdxl import load_sdxl_pipeline
+
+        return load_sdxl_pipeline(path, shapes, cache)
+    if family.key not in ("sd15", "unknown"):
+        raise ModelLoadError(f"{path.name} is {family.label}: only SD1.x and SDXL checkpoints are loaded")
+    levels, per_level = unet_layout_from_keys(list(shapes))
     config = _config_folder(levels, per_level, str(cache))
     log.info(
         "loading %s as SD1.x (%d UNet levels x %d res blocks) with configs in %s", path.name, levels, per_level, config

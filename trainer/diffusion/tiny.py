@@ -71,3 +71,74 @@ def tiny_pipeline(folder: Path, seed: int = 0, text_strength: float = 1.0) -> Pa
     pipe = StableDiffusionPipeline(vae, text, tokenizer, unet, scheduler, None, None, requires_safety_checker=False)
     pipe.save_pretrained(folder)
     return folder
+
+
+def tiny_sdxl_pipeline(folder: Path, seed: int = 0, text_strength: float = 1.0) -> Path:
+    """A tiny random StableDiffusionXLPipeline saved as a diffusers folder: the SDXL structure (two
+    text encoders, the second with a projection, pooled and size conditioning) at toy widths.
+    `text_strength` as in tiny_pipeline: prompts the model tells apart."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from .loading import write_tokenizer
+
+    folder = Path(folder)
+    if (folder / "model_index.json").exists():
+        return folder
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 x 8 size embeddings + 32 pooled
+        cross_attention_dim=64,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        scaling_factor=0.13025,
+    )
+    common = dict(
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        vocab_size=49408,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+        max_position_embeddings=77,
+        hidden_act="gelu",
+    )
+    text = CLIPTextModel(CLIPTextConfig(hidden_size=32, **common))
+    text_2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=32, projection_dim=32, **common))
+    write_tokenizer(folder / "_tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "_tokenizer")
+    tokenizer_2 = CLIPTokenizer.from_pretrained(folder / "_tokenizer", pad_token="!")
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    if text_strength != 1.0:
+        with torch.no_grad():
+            for encoder in (text, text_2):
+                encoder.get_input_embeddings().weight.mul_(text_strength)
+            for name, module in unet.named_modules():
+                if name.endswith(("attn2.to_k", "attn2.to_v")):
+                    module.weight.mul_(text_strength / 4)
+    pipe = StableDiffusionXLPipeline(vae, text, text_2, tokenizer, tokenizer_2, unet, scheduler)
+    pipe.save_pretrained(folder)
+    return folder

@@ -162,6 +162,8 @@ def _load(settings: EvalSettings):
     pipe.to(torch.float32)  # weights may be stored in fp16; CPU sampling in fp32
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    if "force_zeros_for_empty_prompt" in pipe.config:  # SDXL: encode "" as ComfyUI and the trainers do
+        pipe.register_to_config(force_zeros_for_empty_prompt=False)
     lora_info = None
     if settings.lora:
         try:

@@ -25,7 +25,7 @@ def apply_lora(pipe, path: str | Path, strength: float = 1.0) -> dict[str, int]:
     modules applied; refuses a LoRA of which no module matches this model.
     """
     lora = read_lora(path)
-    components = {"unet": pipe.unet, "te1": pipe.text_encoder}
+    components = {"unet": pipe.unet, "te1": pipe.text_encoder, "te2": getattr(pipe, "text_encoder_2", None)}
     applied, missing = 0, []
     for (component, module_path), module in lora.modules.items():
         model = components.get(component)

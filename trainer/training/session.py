@@ -50,6 +50,7 @@ def setup_models(config, cache_dir: Path, accumulation_steps: int = 1) -> Traini
     from peft import LoraConfig
 
     from ..diffusion.loading import load_pipeline
+    from ..diffusion.sdxl import is_sdxl, unpack_conditioning_in
 
     accelerator = Accelerator(
         mixed_precision=config.model.mixed_precision, gradient_accumulation_steps=accumulation_steps
@@ -58,10 +59,13 @@ def setup_models(config, cache_dir: Path, accumulation_steps: int = 1) -> Traini
     pipe = load_pipeline(config.model.checkpoint, cache_dir=cache_dir)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    for module in (pipe.vae, pipe.text_encoder, pipe.unet):
-        module.requires_grad_(False)
-        module.to(accelerator.device, dtype)
+    for module in (pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None), pipe.unet):
+        if module is not None:
+            module.requires_grad_(False)
+            module.to(accelerator.device, dtype)
     unet = pipe.unet
+    if is_sdxl(pipe):  # the trainers pass SDXL's pooled conditioning packed into the embeddings
+        unpack_conditioning_in(unet, pipe.text_encoder_2.config.projection_dim, pipe.vae_scale_factor)
     torch.manual_seed(seed(config.train.seed, 0))  # the LoRA's random init: the same for every process and run
     unet.add_adapter(
         LoraConfig(
@@ -109,7 +113,7 @@ def set_lora_state(models: TrainingModels, state: dict[str, torch.Tensor]) -> No
     set_peft_model_state_dict(models.accelerator.unwrap_model(models.unet), state)
 
 
-def lora_file_from_state(state: dict[str, torch.Tensor], alpha: float):
+def lora_file_from_state(state: dict[str, torch.Tensor], alpha: float, family: str = "sd15"):
     from ..lora.formats import LoraFile, LoraModule
 
     modules: dict = {}
@@ -119,7 +123,7 @@ def lora_file_from_state(state: dict[str, torch.Tensor], alpha: float):
                 path = key[: -len(tag)]
                 module = modules.setdefault(("unet", path), LoraModule(None, None, torch.tensor(float(alpha))))
                 setattr(module, slot, tensor.float().contiguous())
-    return LoraFile(modules=modules, family="sd15")
+    return LoraFile(modules=modules, family=family)
 
 
 def lora_fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -145,7 +149,10 @@ def write_trained_lora(
         config_dict,
         summary,
     )
-    lora = lora_file_from_state(state, config.lora.alpha)
+    from ..diffusion.family import checkpoint_family
+
+    family = checkpoint_family(checkpoint).key  # sdxl: lora_te1_/lora_te2_ naming, ss_base_model_version
+    lora = lora_file_from_state(state, config.lora.alpha, family if family == "sdxl" else "sd15")
     write_lora(lora, path, "kohya", metadata=meta)
     if config.output.diffusers_copy:
         write_lora(lora, path.with_name(path.stem + ".diffusers.safetensors"), "diffusers", metadata=meta)
