@@ -64,7 +64,7 @@ class Script(scripts.Script):
     def before_process_batch(self, p, enabled, lora, weight, gate, threshold, mode, keep, **kwargs):
         if not enabled or not lora or lora == "None":
             return
-        with_lora_tag = core("gate").with_lora_tag
+        with_lora_tag = core("nudity.gate").with_lora_tag
         prompts = kwargs.get("prompts")
         if prompts is not None:
             prompts[:] = [with_lora_tag(text, lora, weight) for text in prompts]
@@ -73,7 +73,7 @@ class Script(scripts.Script):
     def postprocess_image(self, p, pp, enabled, lora, weight, gate, threshold, mode, keep):
         if not enabled or not gate:
             return
-        gate_module = core("gate")
+        gate_module = core("nudity.gate")
         (result,) = gate_module.gate_images([pp.image], gate_module.GateSettings(threshold=threshold, mode=mode))
         if result.censored and keep:
             from modules import images

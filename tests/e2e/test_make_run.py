@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from comfy_harness import REPO
+from support.comfy_harness import REPO
 
 DEVENV = [sys.executable, "tools/devenv.py"]
 

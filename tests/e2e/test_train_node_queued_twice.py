@@ -3,7 +3,7 @@ now, whatever ComfyUI's cache keeps (0.3.75 caches outputs; 0.30's cache follows
 
 from __future__ import annotations
 
-from training_jobs import job, train_workflow, wait_for
+from support.training_jobs import job, train_workflow, wait_for
 
 
 def jobs_of(comfy, lora_name: str) -> list[str]:

@@ -8,10 +8,10 @@ import types
 
 import numpy as np
 import pytest
-from a1111_standin import install, load_script
 
-from comfy_harness import REPO
-from sample_images import figure, plain
+from support.a1111_standin import install, load_script
+from support.comfy_harness import REPO
+from trainer.nudity.sample_images import figure, plain
 
 SCRIPT = REPO / "scripts" / "shielddiff_safety.py"
 
@@ -102,14 +102,14 @@ LOADER = textwrap.dedent(
     import json, sys
     from pathlib import Path
     sys.path[:0] = [sys.argv[1]]
-    from a1111_standin import install, load_script
+    from support.a1111_standin import install, load_script
     root = Path(sys.argv[2])
     sys.path.remove(sys.argv[1])
     before = set(sys.modules)
     saved = []
     sys.modules.update(install(root / "no-lora-dir", saved))
     module = load_script(root / "scripts" / "shielddiff_safety.py")
-    module.core("gate")
+    module.core("nudity.gate")
     new = sorted(set(sys.modules) - before)
     files = {n: getattr(sys.modules[n], "__file__", None) or "" for n in new}
     print(json.dumps({"new": new, "files": files, "sys_path_has_root": str(root) in sys.path}))

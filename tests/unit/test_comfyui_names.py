@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from comfy_harness import REPO, comfyui_python
-from prerequisites import require
+from support.comfy_harness import REPO, comfyui_python
+from support.prerequisites import require
 
 COMFY_MODULES = {
     "comfy",
