@@ -4,7 +4,8 @@ leaving anything behind, and a refused action shows a warning toast (toast.warni
 
 from __future__ import annotations
 
-TAB = "button.shielddiff-jobs-tab-button"
+# the sidebar button of the panel: a class on frontend 1.32, a test id on 1.5x
+TAB = 'button.shielddiff-jobs-tab-button, [data-testid="shielddiff-jobs-tab-button"]'
 GONE = "20260101-000000-abcdef"  # a job id the server does not know
 
 
@@ -20,12 +21,16 @@ def stale_card(comfy_page) -> None:
 
 def test_the_panel_closes_reopens_and_unregisters_cleanly(comfy_page):
     page = comfy_page.page
+
+    def toggle():  # what the tab's button runs (the command exists on both frontends)
+        comfy_page.eval("() => app.extensionManager.command.execute('Workspace.ToggleSidebarTab.shielddiff-jobs')")
+
     page.locator(TAB).first.click()
     page.locator(".shielddiff-panel").wait_for(timeout=15_000)
-    page.locator(TAB).first.click()  # close the tab: the frontend calls its destroy()
+    toggle()  # close the tab: the frontend calls its destroy()
     page.locator(".shielddiff-panel").wait_for(state="detached", timeout=15_000)
     stale_card(comfy_page)  # events while closed update the list, with nothing to draw into
-    page.locator(TAB).first.click()  # reopened: drawn again, from the routes (which know no such job)
+    toggle()  # reopened: drawn again, from the routes (which know no such job)
     page.locator(".shielddiff-panel").wait_for(timeout=15_000)
     page.wait_for_function(f"() => !document.querySelector('.shielddiff-job[data-job-id=\"{GONE}\"]')", timeout=15_000)
     comfy_page.eval("() => app.extensionManager.unregisterSidebarTab('shielddiff-jobs')")
