@@ -12,17 +12,25 @@ from .nodes import NODES
 WEB_DIRECTORY = "./web"
 
 
+def _start_services() -> None:
+    """The /shielddiff/ routes and the job queue; a second call does nothing (both are once-only)."""
+    from server import PromptServer
+
+    from .nodes import job_routes
+    from .nodes.training_jobs import manager
+
+    job_routes.register(PromptServer.instance.routes)
+    manager()
+
+
 class ShieldDiffExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        # Newer ComfyUI (0.30) calls this once, before get_node_list and before it serves routes.
+        _start_services()
+
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        # ComfyUI calls this once, while it loads custom nodes and before it serves routes
-        # (0.3.75 does not call on_load), so the routes and the job queue start here.
-        from server import PromptServer
-
-        from .nodes import job_routes
-        from .nodes.training_jobs import manager
-
-        job_routes.register(PromptServer.instance.routes)
-        manager()
+        # ComfyUI 0.3.75 never calls on_load: the routes and the queue start here there.
+        _start_services()
         return list(NODES)
 
 

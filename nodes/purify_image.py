@@ -143,13 +143,16 @@ class PurifyImage(io.ComfyNode):
         cond_base = _encode(model, clip, prompt, height, width)
         cond_erased = _encode(erased_model, erased_clip, prompt, height, width)
         comfy.model_management.load_models_gpu([model])
-        x0 = model.model.process_latent_in(vae.encode(image[:, :, :, :3])).float().cpu()
-        out = x0
+        encoded = vae.encode(image[:, :, :, :3])
         if timesteps:
+            x0 = model.model.process_latent_in(encoded).float().cpu()
             x_t = ddim_invert(eps_base, x0, cond_base, alphas, timesteps, progress=lambda: bar.update(1))
             comfy.model_management.load_models_gpu([erased_model])  # the same weights, now with the LoRA patched in
             out = ddim_regenerate(eps_erased, x_t, cond_erased, alphas, timesteps, progress=lambda: bar.update(1))
-        pixels = vae.decode(model.model.process_latent_out(out.to(comfy.model_management.intermediate_device())))
+            encoded = model.model.process_latent_out(out.to(comfy.model_management.intermediate_device()))
+        # strength 0: the VAE's own latent, decoded as it came (no scaling there and back, no dtype change),
+        # so the result is exactly ComfyUI's VAE round trip on every ComfyUI version
+        pixels = vae.decode(encoded)
         text = (
             f"inverted {len(timesteps)} of {steps} DDIM steps with the base model (guidance {guidance:g}), "
             f"regenerated with {lora_name} at strength {lora_strength:g} ({info['matched_modules']} of "

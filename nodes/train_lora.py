@@ -76,6 +76,9 @@ class TrainSafetyLora(io.ComfyNode):
             display_name="Train Safety LoRA (ShieldDiff)",
             category="ShieldDiff/training",
             is_output_node=True,
+            # Queueing a job is a side effect: never serve this node from ComfyUI's cache or merge
+            # two such nodes of one graph (see fingerprint_inputs; the field exists in 0.3.75 and 0.30).
+            not_idempotent=True,
             description="Starts a background job that fine-tunes a LoRA so the checkpoint stops drawing nudity "
             "while benign prompts keep their look (ShieldDiff RL), or erases a concept, optionally replaced by an "
             "alternative (All-but-One). Returns at once; watch it in the ShieldDiff panel.",
@@ -175,6 +178,12 @@ class TrainSafetyLora(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, **_inputs) -> float:
+        # Run on every queue, whatever ComfyUI's cache keeps (NaN equals nothing): the job queue,
+        # not the cache, decides whether the same request again is the job it already made.
+        return float("nan")
+
+    @classmethod
     def execute(cls, checkpoint: str, method: str, unsafe_file: str, benign_file: str, **settings) -> io.NodeOutput:
         if method not in METHODS:
             raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
@@ -189,8 +198,11 @@ class TrainSafetyLora(io.ComfyNode):
                 **settings,
             )
             config = request.to_config()
-            job = manager().submit(config, request.lora_name, method_label=method)
+            job = manager().submit(config, request.lora_name, method_label=method, once=True)
         except (RequestError, JobError) as exc:
             raise ValueError(f"Train Safety LoRA: {exc}") from exc
-        text = f"job {job['id']} queued: will write loras/{request.lora_name}.safetensors"
+        if job.get("repeat"):
+            text = f"job {job['id']} (the same request, already {job['state']}): loras/{request.lora_name}.safetensors"
+        else:
+            text = f"job {job['id']} queued: will write loras/{request.lora_name}.safetensors"
         return io.NodeOutput(job["id"], f"{request.lora_name}.safetensors", ui={"shielddiff_job": [text]})

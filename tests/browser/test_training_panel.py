@@ -8,7 +8,8 @@ import time
 
 from support.training_jobs import start_job, trainer_pid, wait_for
 
-TAB = "button.shielddiff-jobs-tab-button"
+# the sidebar button of the panel: a class on frontend 1.32, a test id on 1.5x
+TAB = 'button.shielddiff-jobs-tab-button, [data-testid="shielddiff-jobs-tab-button"]'
 
 
 def open_panel(comfy_page):

@@ -2,10 +2,9 @@
 
 import os
 import subprocess
-import sys
 import textwrap
 
-from support.comfy_harness import REPO
+from support.comfy_harness import REPO, comfyui_python
 
 SCRIPT = textwrap.dedent(
     """
@@ -46,7 +45,7 @@ SCRIPT = textwrap.dedent(
 def test_unet_names_agree_with_comfyui(comfyui_dir):
     env = {"PYTHONPATH": f"{comfyui_dir}:{REPO}"}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [comfyui_python(), "-c", SCRIPT],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -28,6 +28,12 @@ IMPORT_FAILURE = re.compile(
 )
 
 
+def comfyui_python() -> str:
+    """The Python that runs the ComfyUI under test: its own environment's for the second target
+    (`make test` sets SHIELDDIFF_COMFYUI_PYTHON), else this one."""
+    return os.environ.get("SHIELDDIFF_COMFYUI_PYTHON") or sys.executable
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -37,10 +43,10 @@ def free_port() -> int:
 class ComfyServer:
     """One ComfyUI process. Use as a context manager, or call start() and stop()."""
 
-    def __init__(self, comfyui_dir: Path, base_dir: Path, python: str = sys.executable):
+    def __init__(self, comfyui_dir: Path, base_dir: Path, python: str | None = None):
         self.comfyui_dir = Path(comfyui_dir)
         self.base_dir = Path(base_dir)
-        self.python = python
+        self.python = python or comfyui_python()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.base_dir / "comfyui.log"

@@ -10,6 +10,7 @@ holds), "cancelled" or "failed" with the trainer's last error lines.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -100,9 +101,19 @@ class JobManager:
             self._thread.join(timeout=self.cancel_grace + 10)
 
     # -- requests -------------------------------------------------------------------------
-    def submit(self, config: RLConfig, lora_name: str, *, method_label: str = "ShieldDiff RL") -> dict:
-        """Queue a job that will write `<lora_name>.safetensors` into the LoRA folder; returns its summary."""
+    def submit(
+        self, config: RLConfig, lora_name: str, *, method_label: str = "ShieldDiff RL", once: bool = False
+    ) -> dict:
+        """Queue a job that will write `<lora_name>.safetensors` into the LoRA folder; returns its summary.
+
+        once: the same request again (same settings, method and LoRA name) returns the job it made
+        (its current summary, with "repeat": True) while that job still owns the name or its LoRA,
+        instead of a second job or an error: a workflow queued twice trains once.
+        """
+        request = hashlib.sha256(f"{to_toml(config)}\n{method_label}\n{lora_name}".encode()).hexdigest()[:16]
         with self._lock:
+            if once and (same := self._job_of_request(request, lora_name)) is not None:
+                return dict(self.summary(same), repeat=True)
             taken = self._reserved_names()
             if (self.loras_dir / f"{lora_name}.safetensors").exists() or lora_name in taken:
                 raise JobError(
@@ -124,6 +135,7 @@ class JobManager:
                 method=method_label,
                 checkpoint=Path(config.model.checkpoint).name,
                 resume=False,
+                request=request,
             )
         log.info("queued job %s -> %s.safetensors", job_id, lora_name)
         self._changed(job_id)
@@ -212,6 +224,18 @@ class JobManager:
             if status.get("state") in (*UNFINISHED, "cancelled", "failed") and not status.get("lora_file"):
                 names.add(status.get("lora_name"))
         return names
+
+    def _job_of_request(self, request: str, lora_name: str) -> str | None:
+        for job_id in self.job_ids():
+            status = JobDir(self.root / job_id).read_status()
+            if status.get("request") != request or status.get("lora_name") != lora_name:
+                continue
+            lora_file = status.get("lora_file")
+            if (lora_file and (self.loras_dir / lora_file).exists()) or (
+                not lora_file and status.get("state") in (*UNFINISHED, "cancelled", "failed")
+            ):
+                return job_id
+        return None
 
     # -- the worker -----------------------------------------------------------------------------
     def _work(self) -> None:

@@ -41,7 +41,9 @@ function showText(node, text) {
       ? app.widgets.STRING(node, "shielddiff_result", ["STRING", { multiline: true }], app).widget
       : node.addWidget("text", "shielddiff_result", "", () => {});
     widget.serialize = false;
-    if (widget.inputEl) widget.inputEl.readOnly = true;
+    // widget.element since frontend 1.3x; widget.inputEl (deprecated in 1.5x) on older ones
+    const input = widget.element ?? widget.inputEl;
+    if (input) input.readOnly = true;
   }
   widget.value = text;
   node.shielddiffResult = text;

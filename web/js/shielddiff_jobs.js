@@ -71,12 +71,21 @@ async function loadDetail() {
   render();
 }
 
+// A warning toast: toast.warning(message, options) on frontend 1.5x, toast.add(...) (PrimeVue's
+// call, deprecated there) on older ones, the console where there is no toast at all.
+function warn(message) {
+  const toast = app.extensionManager?.toast;
+  if (typeof toast?.warning === "function") toast.warning("ShieldDiff", { description: message, duration: 5000 });
+  else if (typeof toast?.add === "function") toast.add({ severity: "warn", summary: "ShieldDiff", detail: message, life: 5000 });
+  else console.warn("ShieldDiff:", message);
+}
+
 async function act(job, action) {
   try {
     const summary = await getJson(`/shielddiff/jobs/${encodeURIComponent(job.id)}/${action}`, { method: "POST" });
     upsert(summary);
   } catch (error) {
-    app.extensionManager?.toast?.add({ severity: "warn", summary: "ShieldDiff", detail: error.message, life: 5000 });
+    warn(error.message);
   }
   render();
 }
@@ -243,6 +252,14 @@ app.registerExtension({
         state.root = container;
         render();
         loadJobs();
+      },
+      // called when the tab closes or is unregistered: forget its container and pending refresh
+      // (the job list stays current from the websocket events and is drawn again on the next open)
+      destroy: () => {
+        clearTimeout(refreshTimer);
+        refreshTimer = null;
+        state.root?.replaceChildren();
+        state.root = null;
       },
     });
   },

@@ -191,3 +191,19 @@ def test_sample_names_reach_only_sample_images(pipeline, tmp_path, name):
     (tmp_path / "jobs" / job_id / "log.txt").write_text("secret")
     with pytest.raises(NoSuchJob):
         manager.sample_path(job_id, name)
+
+
+def test_the_same_request_again_is_the_job_it_made_not_a_second_one(pipeline, tmp_path):
+    manager = JobManager(tmp_path / "jobs", tmp_path / "loras")  # not started: its jobs stay queued
+    same = request(pipeline, "twice")
+    first = manager.submit(same.to_config(), "twice", once=True)
+    again = manager.submit(request(pipeline, "twice").to_config(), "twice", once=True)
+    assert again["id"] == first["id"] and again["repeat"] and again["state"] == "queued"
+    assert manager.job_ids() == [first["id"]]
+    with pytest.raises(JobError, match="'twice' already exists"):  # other settings under the same name
+        manager.submit(request(pipeline, "twice", seed=1).to_config(), "twice", once=True)
+    with pytest.raises(JobError, match="'twice' already exists"):  # without once, as before
+        manager.submit(same.to_config(), "twice")
+    # once its LoRA is gone (the job finished, then the user deleted the file), the same request is a new job
+    manager._job(first["id"]).write_status("done", lora_file="twice.safetensors")
+    assert manager.submit(same.to_config(), "twice", once=True)["id"] != first["id"]
