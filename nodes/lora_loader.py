@@ -17,6 +17,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..trainer.lora_formats import LoraFormatError, read_lora, read_lora_header, state_dict_in
+from .lora_fit import fitting_patches
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ def _module_name(key: str) -> str:
     return key
 
 
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+
+
 def _json_or_text(text: str):
     try:
         return json.loads(text)
@@ -130,19 +135,29 @@ def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip
         state = comfy.lora_convert.convert_lora(comfy.utils.load_torch_file(path, safe_load=True))
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
     key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
-    loaded = comfy.lora.load_lora(state, key_map)
+    loaded = comfy.lora.load_lora(state, key_map, log_missing=False)
+    weights = model.model.state_dict() | clip.cond_stage_model.state_dict()
+    loaded, dropped = fitting_patches(loaded, weights)
     modules = {_module_name(k) for k in state}
-    missing = sorted(m for m in modules if m not in key_map)
+    target = {m: key_map[m] if isinstance(key_map[m], str) else key_map[m][0] for m in modules if m in key_map}
+    missing = sorted(m for m in modules if m not in target)
+    misfit = sorted(m for m in target if target[m] in dropped)
     total = len(modules)
+    applied = total - len(missing) - len(misfit)
     if not loaded:
         other = (
             f" It is a LoRA for {header.family}; the model is {family}."
             if header.family not in ("unknown", family)
             else ""
         )
+        why = (
+            f"none of its {total} LoRA modules match this model's weights"
+            if not misfit
+            else f"{len(misfit)} of its {total} LoRA modules are named like this model's weights but have other "
+            f"shapes (e.g. {misfit[0]}: {dropped[target[misfit[0]]]}), and {len(missing)} match no weight"
+        )
         raise LoraFormatError(
-            f"{lora_name}: none of its {total} LoRA modules match this model's weights, so it would change "
-            f"nothing.{other} Use a LoRA trained for this model."
+            f"{lora_name}: {why}, so it would change nothing.{other} Use a LoRA trained for this model."
         )
     out_model, out_clip = model, clip
     if strength_model != 0:
@@ -157,7 +172,7 @@ def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip
         "format": header.format,
         "family": header.family,
         "model_family": family,
-        "matched_modules": total - len(missing),
+        "matched_modules": applied,
         "modules": total,
         "method": meta.get("shielddiff.method", meta.get("ss_network_module", "unknown")),
         "base_model": meta.get("shielddiff.base_model", meta.get("ss_sd_model_name", "unknown")),
@@ -168,10 +183,13 @@ def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip
     ]
     if missing:
         info["unmatched"] = missing
+        lines.append(f"WARNING: {len(missing)} modules match no weight of this model and were skipped: {_few(missing)}")
+        log.warning("%s", lines[-1])
+    if misfit:
+        info["wrong_shape"] = misfit
         lines.append(
-            f"WARNING: {len(missing)} modules match no weight of this model and were skipped: "
-            + ", ".join(missing[:10])
-            + (" ..." if len(missing) > 10 else "")
+            f"WARNING: {len(misfit)} modules have other shapes than this model's weights and were skipped: "
+            + _few(misfit)
         )
         log.warning("%s", lines[-1])
     info["summary"] = "\n".join(lines)
