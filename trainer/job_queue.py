@@ -267,9 +267,9 @@ class JobManager:
     def _settle(self, running: _Running, job: JobDir, code: int | None) -> None:
         status = job.read_status()
         state = status.get("state")
-        if state == "done" and code in (0, None):
+        if running.cancel_at is None and state == "done" and code in (0, None):
             self._publish(running.job_id, job)
-        elif running.cancel_at is not None or state == "cancelled":
+        elif running.cancel_at is not None or state == "cancelled":  # an accepted cancel publishes nothing
             epochs = int(status.get("epoch") or 0) if job.latest_checkpoint() else 0
             job.write_status(
                 "cancelled",

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .ddim_logprob import ddim_step_with_logprob
+from .training_run import TrainingCancelled
 
 __all__ = ["Trajectories", "decode_images", "guided_eps", "sample_with_logprob"]
 
@@ -43,7 +44,9 @@ def sample_with_logprob(
     latent_shape: tuple[int, int, int],
     generator: torch.Generator,
     dtype: torch.dtype = torch.float32,
+    stop=None,
 ) -> Trajectories:
+    """With `stop` (a StopFlag), a stop request ends the sampling between two denoising steps."""
     device = prompt_embeds.device
     scheduler.set_timesteps(steps, device=device)
     b = prompt_embeds.shape[0]
@@ -51,6 +54,8 @@ def sample_with_logprob(
     latents = latents * scheduler.init_noise_sigma
     all_latents, all_logps = [latents], []
     for t in scheduler.timesteps:
+        if stop is not None and stop.stop:
+            raise TrainingCancelled
         eps = guided_eps(unet, latents, t, prompt_embeds, negative_embeds, guidance)
         latents, logp = ddim_step_with_logprob(scheduler, eps.to(latents.dtype), t, latents, eta, generator=generator)
         all_latents.append(latents)

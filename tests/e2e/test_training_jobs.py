@@ -9,7 +9,7 @@ import signal
 import time
 
 import pytest
-from training_jobs import job, start_job, strict_json, train_workflow, trainer_pid, wait_for
+from training_jobs import job, start_job, status_file, strict_json, train_workflow, trainer_pid, wait_for
 
 
 def txt2img(checkpoint: str, seed: int = 0) -> dict:
@@ -189,3 +189,28 @@ def test_an_existing_lora_name_is_refused(comfy, demo_checkpoint):
     assert "'taken' already exists" in str(entry["status"]["messages"])
     assert jobs_dirs(comfy) == before
     assert (comfy.base_dir / "models" / "loras" / "taken.safetensors").read_bytes() == b"the user's LoRA"
+
+
+def test_a_cancel_accepted_at_the_end_of_the_last_epoch_publishes_no_lora(comfy, demo_checkpoint):
+    """The trainer is frozen (SIGSTOP) right after its last epoch's status, the cancel is accepted,
+    then the trainer goes on: the job ends cancelled, resumable, and models/loras holds no LoRA."""
+    for attempt in range(3):
+        name = f"late-cancel-{attempt}"
+        job_id = start_job(comfy, demo_checkpoint.name, name, epochs=1)
+        pid = trainer_pid(comfy, job_id)
+        while (status := status_file(comfy, job_id)).get("state") == "running" and status.get("epoch") != 1:
+            time.sleep(0.005)
+        if status.get("state") != "running":
+            continue  # the trainer finished between two looks: try again
+        os.killpg(pid, signal.SIGSTOP)
+        try:
+            answer = comfy.post(f"/shielddiff/jobs/{job_id}/cancel")
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+        assert answer.ok, answer.text
+        ended = wait_for(comfy, job_id, ("done", "failed", "cancelled"), timeout=300)
+        assert ended["state"] == "cancelled", ended
+        assert ended["resumable"]
+        assert not (comfy.base_dir / "models" / "loras" / f"{name}.safetensors").exists()
+        return
+    raise AssertionError("three trainers finished before their last epoch's status could be seen")
