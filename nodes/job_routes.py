@@ -4,6 +4,7 @@
     GET  /shielddiff/jobs/{job_id}                  one job: status, metrics per epoch, latest samples, log tail
     POST /shielddiff/jobs/{job_id}/cancel           stop a queued or running job (a checkpoint is kept)
     POST /shielddiff/jobs/{job_id}/resume           queue a cancelled or failed job to continue
+    POST /shielddiff/jobs/{job_id}/publish          copy a finished LoRA into models/loras again (after that failed)
     GET  /shielddiff/jobs/{job_id}/samples/{name}   one sample image (PNG)
 
 Ids and names are checked against the jobs folder's own listing: no request can reach a file
@@ -56,6 +57,10 @@ def register(routes: web.RouteTableDef) -> None:
     @routes.post("/shielddiff/jobs/{job_id}/resume")
     async def resume_job(request):
         return _answer(lambda: manager().resume(request.match_info["job_id"]))
+
+    @routes.post("/shielddiff/jobs/{job_id}/publish")
+    async def publish_job(request):
+        return _answer(lambda: manager().publish(request.match_info["job_id"]))
 
     @routes.get("/shielddiff/jobs/{job_id}/samples/{name}")
     async def sample_image(request):
