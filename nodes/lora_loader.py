@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 
 import comfy.lora
@@ -126,6 +127,9 @@ class LoadShieldDiffLora(io.ComfyNode):
 
 def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip: float):
     """(patched model, patched clip, info): the loader's work, for any node that applies a LoRA."""
+    for label, value in (("strength_model", strength_model), ("strength_clip", strength_clip)):
+        if not math.isfinite(value):
+            raise ValueError(f"{label} is {value}: a LoRA strength must be a finite number (1.0 applies it fully)")
     path = _lora_path(lora_name)
     header = read_lora_header(path)
     family = model_family(model)
@@ -133,6 +137,12 @@ def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip
         state = state_dict_in(read_lora(path), "kohya")
     else:
         state = comfy.lora_convert.convert_lora(comfy.utils.load_torch_file(path, safe_load=True))
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all()))
+    if broken:
+        raise LoraFormatError(
+            f"{lora_name}: {len(broken)} of its tensors hold NaN or infinite values (e.g. {broken[0]}), which would "
+            "turn every image black: the file is damaged or its training diverged. Use another file."
+        )
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
     key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
     loaded = comfy.lora.load_lora(state, key_map, log_missing=False)

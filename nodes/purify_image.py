@@ -8,6 +8,7 @@ on DDIM latents, and ComfyUI's VAE to latents. The LoRA is applied by the loader
 from __future__ import annotations
 
 import logging
+import math
 
 import comfy.model_management
 import comfy.model_sampling
@@ -47,6 +48,30 @@ def comfy_eps(patcher):
         return ((x_k - denoised.float()) / sigma.reshape(-1, 1, 1, 1)).float().cpu()
 
     return eps, 1.0 / (1.0 + sigmas.double() ** 2)
+
+
+DEFAULT_MAX_MEGAPIXELS = 4.0
+UNET_HALVINGS = 3  # SD1.x and SDXL UNets halve the latent three times
+
+
+def check_size(image: torch.Tensor, vae, max_megapixels: float) -> None:
+    """Refuse an image the VAE and UNet cannot take (too small), or one above the user's size limit."""
+    height, width = int(image.shape[1]), int(image.shape[2])
+    ratio = vae.downscale_ratio if isinstance(getattr(vae, "downscale_ratio", None), int) else 8
+    least = ratio * 2**UNET_HALVINGS
+    if min(height, width) < least:
+        raise ValueError(
+            f"Purify Image: the image is {width}x{height} px; this VAE and model need at least {least}x{least} px "
+            f"(latents are 1/{ratio} of the image and the model halves them {UNET_HALVINGS} times). Upscale it first."
+        )
+    if not math.isfinite(max_megapixels) or max_megapixels <= 0:
+        raise ValueError(f"Purify Image: max_megapixels is {max_megapixels}; it must be a positive number")
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise ValueError(
+            f"Purify Image: the image is {width}x{height} px ({megapixels:.2f} MP), above max_megapixels "
+            f"{max_megapixels:g}: raise max_megapixels if your machine has the memory, or downscale the image."
+        )
 
 
 def _encode(clip, text: str) -> torch.Tensor:
@@ -89,12 +114,34 @@ class PurifyImage(io.ComfyNode):
                     tooltip="How far to invert, as img2img's denoise: 1.0 goes all the way to noise, 0 changes "
                     "nothing. More strength removes more of the concept and keeps less of the image.",
                 ),
+                io.Float.Input(
+                    "max_megapixels",
+                    default=DEFAULT_MAX_MEGAPIXELS,
+                    min=0.001,
+                    max=1024.0,
+                    step=0.1,
+                    optional=True,
+                    tooltip="Larger images are refused, to keep a run within memory; raise it if your machine "
+                    "has the memory for the image.",
+                ),
             ],
             outputs=[io.Image.Output("IMAGE", display_name="IMAGE")],
         )
 
     @classmethod
-    def execute(cls, image, model, clip, vae, lora_name: str, prompt: str, steps: int, strength: float):
+    def execute(
+        cls,
+        image,
+        model,
+        clip,
+        vae,
+        lora_name: str,
+        prompt: str,
+        steps: int,
+        strength: float,
+        max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    ):
+        check_size(image, vae, max_megapixels)
         erased_model, erased_clip, info = apply_lora(model, clip, lora_name, 1.0, 1.0)
         eps_base, alphas = comfy_eps(model)
         eps_erased, _ = comfy_eps(erased_model)

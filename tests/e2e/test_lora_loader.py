@@ -210,3 +210,25 @@ def test_a_lora_of_which_nothing_fits_is_refused(comfy, demo_checkpoint, lora):
     assert "32 of its 32 LoRA modules are named like this model's weights but have other shapes" in message
     assert "so it would change nothing" in message
     assert comfy.alive()
+
+
+def test_nan_strength_and_nan_weights_are_refused(comfy, demo_checkpoint, lora):
+    """NaN would turn every image black: refused like any other bad input."""
+    tail = {"20": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}}
+    for strengths, named in (((float("nan"), 1.0), "strength_model is nan"), ((1.0, float("inf")), "strength_clip")):
+        body = json.dumps(
+            {"prompt": graph(demo_checkpoint.name, loader(*strengths), tail)}
+        )  # NaN as JavaScript sends it
+        r = comfy.post("/prompt", data=body, headers={"Content-Type": "application/json"})
+        if r.status_code == 400:  # refused by ComfyUI's validation
+            assert "strength" in r.text, r.text
+        else:
+            entry = comfy.wait(r.json()["prompt_id"], timeout=300)
+            (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+            assert named in error["exception_message"]
+    poisoned = demo_lora(seed=5)
+    next(iter(poisoned.modules.values())).up[0, 0] = float("nan")
+    write_lora(poisoned, comfy.base_dir / "models" / "loras" / "nan.safetensors")
+    message = run_error(comfy, graph(demo_checkpoint.name, loader(name="nan.safetensors"), tail))
+    assert "1 of its tensors hold NaN or infinite values" in message
+    assert comfy.alive()
