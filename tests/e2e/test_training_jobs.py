@@ -217,3 +217,20 @@ def test_a_cancel_accepted_at_the_end_of_the_last_epoch_publishes_no_lora(comfy,
         assert not (comfy.base_dir / "models" / "loras" / f"{name}.safetensors").exists()
         return
     raise AssertionError("three trainers finished before their last epoch's status could be seen")
+
+
+@pytest.mark.parametrize("origin", ["null", "http://127.0.0.1"])
+def test_routes_that_change_jobs_refuse_other_origins(comfy, demo_checkpoint, origin):
+    """A sandboxed page or file (Origin: null), or a page on another port of this host, which ComfyUI's
+    own check lets through, cannot change a job through the user's browser."""
+    job_id = start_job(comfy, demo_checkpoint.name, f"origin-{len(origin)}", epochs=200)
+    try:
+        for action in ("cancel", "resume", "publish"):
+            answer = comfy.post(f"/shielddiff/jobs/{job_id}/{action}", headers={"Origin": origin})
+            assert answer.status_code == 403, (action, answer.status_code, answer.text)
+            assert f"comes from origin {origin!r}" in strict_json(answer)["error"]
+        assert job(comfy, job_id)["state"] in ("queued", "running")
+    finally:
+        own = comfy.post(f"/shielddiff/jobs/{job_id}/cancel", headers={"Origin": comfy.url})  # the panel's request
+    assert own.ok, own.text
+    assert wait_for(comfy, job_id, ("cancelled",), timeout=120)["state"] == "cancelled"
