@@ -34,7 +34,7 @@ bench-rl: setup
 bench-erase: setup
 	$${VENV:-.venv}/bin/python benchmarks/bench_erase_vs_rl.py
 
-# The toy world (README "The toy world"): retrain the committed toy model (about 20 minutes on 2 CPU
+# The toy world (docs/toyworld.md): retrain the committed toy model (about 20 minutes on 2 CPU
 # cores; CPU runs are not bit-reproducible, so this replaces models/toyworld), and measure how well
 # it follows prompts, on seeds no test uses.
 toy-model: setup
@@ -44,7 +44,7 @@ eval-toy: setup
 	$${VENV:-.venv}/bin/python -m trainer eval --model models/toyworld --prompts benchmarks/toyworld_prompts.csv \
 		--detector toy-red --images-per-prompt 8 --seed 5000 --steps 30 --guidance 7.5 --out test-artifacts/eval-toy
 
-# The methods' efficacy in the toy world, side by side (README "Efficacy in the toy world"):
+# The methods' efficacy in the toy world, side by side (docs/toyworld.md, "Efficacy in the toy world"):
 # each trains for the same minutes, then eval measures base and LoRAs on held-out seeds.
 bench-efficacy: setup
 	$${VENV:-.venv}/bin/python benchmarks/bench_efficacy.py

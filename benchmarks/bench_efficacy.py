@@ -2,7 +2,7 @@
 
     python benchmarks/bench_efficacy.py [--cpu-minutes 6] [--parallel N] [--images-per-prompt 2] [--out test-artifacts/efficacy]
 
-"red" plays the unsafe concept (README "The toy world"). From models/toyworld, each method
+"red" plays the unsafe concept (docs/toyworld.md). From models/toyworld, each method
 trains a LoRA with the same compute budget, counted in CPU time of its trainer process (one
 torch thread each, so a budget of N CPU minutes is N minutes of one core, and other load on the
 machine does not change how much work a method gets):
@@ -159,7 +159,7 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
 
 
 def evaluate_model(lora: str | None, prompts_csv: Path, out: Path, images_per_prompt: int) -> dict:
-    from trainer.evaluate import EvalSettings, evaluate
+    from trainer.evaluation.run import EvalSettings, evaluate
 
     return evaluate(
         EvalSettings(

@@ -26,8 +26,8 @@ PROMPTS = ["a nude woman", "a naked man", "a cat", "a house"]
 
 
 def child(args) -> int:
-    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-    from trainer.rl_config import load_config
+    sys.path[:0] = [str(ROOT)]
+    from trainer.training.config import load_config
 
     out = Path(args.out)
     common = [
@@ -40,7 +40,7 @@ def child(args) -> int:
         "train.samples_to_save=0",
     ]
     if args.child == "rl":
-        from trainer.rl_trainer import train
+        from trainer.rl.trainer import train
 
         updates = 1
         settings = [
@@ -54,7 +54,7 @@ def child(args) -> int:
             "prompts.unsafe_ratio=1.0",
         ]
     else:
-        from trainer.erase_trainer import train
+        from trainer.erase.trainer import train
 
         updates = args.erase_steps_per_epoch
         settings = [
@@ -87,8 +87,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return child(args)
-    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-    from tiny_models import tiny_pipeline
+    sys.path[:0] = [str(ROOT)]
+    from trainer.diffusion.tiny import tiny_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="bench-erase-"))
     folder = tiny_pipeline(work / "pipeline")

@@ -4,7 +4,7 @@
 
 Same images for every row (512x512 RGB, half of them a figure NudeNet flags). Rows:
   nudenet.detect_batch     NudeNet called directly on BGR uint8 arrays prepared beforehand
-  pack nudity (IMAGE)      trainer.nudity from a ComfyUI IMAGE tensor (float BHWC), as the nodes call it
+  pack nudity (IMAGE)      trainer.nudity.detector from a ComfyUI IMAGE tensor (float BHWC), as the nodes call it
   pack nudity + verdict    the same plus the rule (NudityDetector.__call__)
   pack reward + CLIP       ShieldDiffReward with open_clip ViT-B-32 (random weights: timing only)
 The overhead line compares the pack's nudity path with NudeNet's own call.
@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the trainer package
 
-from sample_images import figure, plain  # noqa: E402
-from trainer.clip_score import ClipScorer, ClipSpec  # noqa: E402
-from trainer.nudity import NudityDetector  # noqa: E402
-from trainer.reward import RewardConfig, ShieldDiffReward  # noqa: E402
+from trainer.nudity.detector import NudityDetector
+from trainer.nudity.sample_images import figure, plain
+from trainer.rewards.clip import ClipScorer, ClipSpec
+from trainer.rewards.shielddiff import RewardConfig, ShieldDiffReward
 
 
 def timed(paths: list[tuple[str, object]], rounds: int) -> list[tuple[str, float]]:

@@ -29,8 +29,8 @@ PROMPTS = ["a cat", "a dog", "a house", "a tree"]
 
 
 def run_ours(args, folder: Path, out: Path) -> dict:
-    from trainer.rl_config import load_config
-    from trainer.rl_trainer import train
+    from trainer.rl.trainer import train
+    from trainer.training.config import load_config
 
     config = load_config(
         None,
@@ -100,7 +100,7 @@ def run_trl(args, folder: Path, out: Path) -> dict:
 
 
 def child(args) -> int:
-    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+    sys.path[:0] = [str(ROOT)]
     folder, out = Path(args.folder), Path(args.out)
     result = (run_trl if args.child == "trl" else run_ours)(args, folder, out)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -124,8 +124,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return child(args)
-    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-    from tiny_models import tiny_pipeline
+    sys.path[:0] = [str(ROOT)]
+    from trainer.diffusion.tiny import tiny_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="bench-rl-"))
     folder = tiny_pipeline(work / "pipeline")

@@ -6,7 +6,7 @@ import json
 
 from comfy_api.latest import io
 
-from ..trainer.clip_score import ClipSpec, get_clip_scorer
+from ..trainer.rewards.clip import ClipSpec, get_clip_scorer
 from . import model_folders
 
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..trainer.job_queue import JobError, NoSuchJob
+from ..trainer.jobs.queue import JobError, NoSuchJob
 from .training_jobs import manager
 
 _dumps = functools.partial(json.dumps, allow_nan=False)

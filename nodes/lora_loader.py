@@ -17,7 +17,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..trainer.lora_formats import LoraFormatError, read_lora, read_lora_header, state_dict_in
+from ..trainer.lora.formats import LoraFormatError, read_lora, read_lora_header, state_dict_in
 from .lora_fit import fitting_patches
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..trainer.censor import CENSOR_MODES, CensorSettings, censor_image, parse_class_thresholds
 from ..trainer.images import to_rgb_uint8
-from ..trainer.nudity import NudityRule, get_detector
+from ..trainer.nudity.censor import CENSOR_MODES, CensorSettings, censor_image, parse_class_thresholds
+from ..trainer.nudity.detector import NudityRule, get_detector
 from . import model_folders
 from .comfy_images import images_to_tensor, keep_exact_pixels, masks_to_tensor
 from .nudity_score import detector_inputs

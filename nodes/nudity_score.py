@@ -6,9 +6,9 @@ import json
 
 from comfy_api.latest import io
 
-from ..trainer.annotate import annotate
 from ..trainer.images import to_rgb_uint8
-from ..trainer.nudity import NudityRule, get_detector
+from ..trainer.nudity.annotate import annotate
+from ..trainer.nudity.detector import NudityRule, get_detector
 from . import model_folders
 from .comfy_images import images_to_tensor
 

@@ -1,6 +1,6 @@
 """Purify Image: DDIM-invert an image with the base model, regenerate it with an erasure LoRA applied.
 
-The math is trainer/ddim_inversion.py (ComfyUI-free); this node adapts ComfyUI's model (a
+The math is trainer/erase/purify.py (ComfyUI-free); this node adapts ComfyUI's model (a
 ModelPatcher: `apply_model` in its sigma parametrisation) to a noise prediction eps(x, t, cond)
 on DDIM latents, and ComfyUI's VAE to latents. The LoRA is applied by the loader node's code.
 """
@@ -17,7 +17,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..trainer.ddim_inversion import ddim_invert, ddim_regenerate, inversion_timesteps
+from ..trainer.erase.purify import ddim_invert, ddim_regenerate, inversion_timesteps
 from .lora_loader import apply_lora
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ import json
 
 from comfy_api.latest import io
 
-from ..trainer.nudity import NudityRule, get_detector
-from ..trainer.reward import RewardConfig, ShieldDiffReward
+from ..trainer.nudity.detector import NudityRule, get_detector
+from ..trainer.rewards.shielddiff import RewardConfig, ShieldDiffReward
 from . import model_folders
 from .clip_score import clip_inputs, clip_scorer
 from .nudity_score import detector_inputs

@@ -12,8 +12,8 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
-from ..trainer.job_queue import JobError
-from ..trainer.job_request import LIMITS, RequestError, TrainingRequest
+from ..trainer.jobs.queue import JobError
+from ..trainer.jobs.request import LIMITS, RequestError, TrainingRequest
 from ..trainer.prompts import DEFAULT_BENIGN, DEFAULT_UNSAFE
 from . import model_folders
 from .clip_score import clip_inputs

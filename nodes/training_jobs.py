@@ -12,7 +12,7 @@ import os
 
 import folder_paths
 
-from ..trainer.job_queue import JobManager
+from ..trainer.jobs.queue import JobManager
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from comfy_harness import REPO, ComfyServer
-from prerequisites import IN_CI, require
+from support.comfy_harness import REPO, ComfyServer
+from support.prerequisites import IN_CI, require
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -55,7 +55,7 @@ def comfyui_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_checkpoint() -> Path:
     """The tiny SD1.5-layout checkpoint, built once per version of its builder and cached."""
-    from trainer import demo_checkpoint as builder
+    from trainer.diffusion import demo_checkpoint as builder
 
     digest = hashlib.sha256(Path(builder.__file__).read_bytes()).hexdigest()[:12]
     path = REPO / ".cache" / "test-models" / digest / "shielddiff-demo-tiny-sd15.safetensors"

@@ -1,4 +1,5 @@
-"""Prompt sets for training: built-in defaults, files (text, CSV, JSONL), and the unsafe/benign mix."""
+"""Prompts: the one reader of prompt files and prompt text (every command and node uses it),
+built-in defaults, and the unsafe/benign mix."""
 
 from __future__ import annotations
 
@@ -6,8 +7,17 @@ import csv
 import json
 import random
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DEFAULT_BENIGN", "DEFAULT_UNSAFE", "PromptError", "PromptMixer", "load_prompt_file"]
+__all__ = [
+    "DEFAULT_BENIGN",
+    "DEFAULT_UNSAFE",
+    "PromptError",
+    "PromptMixer",
+    "load_prompt_file",
+    "read_prompt_rows",
+    "split_prompts",
+]
 
 DEFAULT_UNSAFE = [
     "a nude woman on a beach",
@@ -35,33 +45,58 @@ class PromptError(ValueError):
     """A prompt file or list is empty or unreadable; the message names it."""
 
 
-def load_prompt_file(path: str | Path) -> list[str]:
-    """Prompts from .txt (one per line, '#' comments), .csv (a 'prompt' column, else the first), .jsonl."""
+def split_prompts(text: str | None) -> list[str]:
+    """One prompt per line, stripped; blank lines and comment lines are skipped.
+
+    A comment line is one whose first non-blank character is '#' (so "  # note" is a comment);
+    a '#' later in a line belongs to the prompt ("a #1 fan")."""
+    lines = (line.strip() for line in (text or "").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def read_prompt_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a prompt file, each a dict whose 'prompt' is a non-empty, stripped string.
+
+    - .csv: a header with a 'prompt' column (any case; I2P-style); the other columns are kept,
+      their names lower-cased; a quoted field may hold commas;
+    - .jsonl: one JSON object with a 'prompt' field per line (blank lines skipped);
+    - any other file: text, one prompt per line, as `split_prompts` reads it.
+    Rows with an empty prompt are dropped. Errors name the file (and the line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise PromptError(f"cannot read prompt file {path}: {exc}") from exc
-    if path.suffix == ".csv":
-        rows = list(csv.reader(text.splitlines()))
-        if not rows:
-            prompts = []
-        else:
-            header = [h.strip().lower() for h in rows[0]]
-            column = header.index("prompt") if "prompt" in header else 0
-            body = rows[1:] if "prompt" in header else rows
-            prompts = [r[column].strip() for r in body if len(r) > column]
-    elif path.suffix == ".jsonl":
-        prompts = []
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        fields = [(f or "").strip().lower() for f in reader.fieldnames or []]
+        if "prompt" not in fields:
+            raise PromptError(
+                f"{path} has no 'prompt' column (columns: {', '.join(fields) or 'none'}): "
+                "the first line of a .csv names its columns"
+            )
+        rows = [{(k or "").strip().lower(): v for k, v in raw.items()} for raw in reader]
+    elif path.suffix.lower() == ".jsonl":
+        rows = []
         for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    prompts.append(str(json.loads(line)["prompt"]).strip())
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise PromptError(f"{path}:{number}: expected a JSON object with a 'prompt' field") from exc
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                row["prompt"] = str(row["prompt"])
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise PromptError(f"{path}:{number}: expected a JSON object with a 'prompt' field") from exc
+            rows.append(row)
     else:
-        prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    prompts = [p for p in prompts if p]
+        rows = [{"prompt": prompt} for prompt in split_prompts(text)]
+    for row in rows:
+        row["prompt"] = (row.get("prompt") or "").strip()
+    return [row for row in rows if row["prompt"]]
+
+
+def load_prompt_file(path: str | Path) -> list[str]:
+    """The prompts of a .txt (one per line, '#' comment lines), .csv (a 'prompt' column) or .jsonl file."""
+    prompts = [row["prompt"] for row in read_prompt_rows(path)]
     if not prompts:
         raise PromptError(f"prompt file {path} holds no prompts")
     return prompts

@@ -9,8 +9,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from comfy_harness import REPO
-from prerequisites import require
+from support.comfy_harness import REPO
+from support.prerequisites import require
 
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM_FLAGS = [

@@ -5,7 +5,7 @@ import json
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from comfy_harness import REPO
+from support.comfy_harness import REPO
 
 NUDITY = "ShieldDiffNudityScore"
 PACK = {NUDITY, "ShieldDiffNudityCensor", "ShieldDiffClipScore", "ShieldDiffReward"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from training_jobs import start_job, trainer_pid, wait_for
+from support.training_jobs import start_job, trainer_pid, wait_for
 
 TAB = "button.shielddiff-jobs-tab-button"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from tiny_models import demo_lora
-from training_jobs import start_job, train_workflow, wait_for
 
-from trainer.lora_formats import write_lora
+from support.tiny_models import demo_lora
+from support.training_jobs import start_job, train_workflow, wait_for
+from trainer.lora.formats import write_lora
 
 
 def purify_workflow(checkpoint: str, lora: str, strength: float, prefix: str, side: int = 64, **extra) -> dict:

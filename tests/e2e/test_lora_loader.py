@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from tiny_models import demo_lora
 
-from trainer.lora_formats import write_lora
-from trainer.lora_names import LAYOUTS, diffusers_to_ldm
+from support.tiny_models import demo_lora
+from trainer.lora.formats import write_lora
+from trainer.lora.names import LAYOUTS, diffusers_to_ldm
 
 LOADER = "ShieldDiffLoraLoader"
 LORA = "shielddiff-test-lora.safetensors"
@@ -114,7 +114,7 @@ def test_other_formats_load_too(comfy, demo_checkpoint, lora):
 
 def test_partial_match_is_reported_on_the_node(comfy, demo_checkpoint, lora):
     extra = demo_lora(seed=2)
-    from trainer.lora_formats import LoraModule
+    from trainer.lora.formats import LoraModule
 
     extra.modules[("unet", "down_blocks.3.attentions.0.transformer_blocks.0.attn1.to_q")] = LoraModule(
         torch.zeros(4, 320), torch.zeros(320, 4), torch.tensor(4.0)
@@ -176,7 +176,7 @@ def test_a_name_outside_the_loras_folder_is_refused(comfy, demo_checkpoint):
 def shaped_lora(seed: int, context_width: int, width: int = 320):
     """The demo LoRA with other widths: `context_width` for the cross-attention keys and values (SD2
     uses 1024 where SD1.5 has 768), `width` for every UNet projection's output."""
-    from trainer.lora_formats import LoraModule
+    from trainer.lora.formats import LoraModule
 
     made = demo_lora(seed=seed, text_encoder=False)
     for (component, path), m in list(made.modules.items()):

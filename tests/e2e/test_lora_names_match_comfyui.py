@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from comfy_harness import REPO
+from support.comfy_harness import REPO
 
 SCRIPT = textwrap.dedent(
     """
@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent(
     import comfy.options
     comfy.options.enable_args_parsing()
     import comfy.utils
-    from trainer.lora_names import LAYOUTS, diffusers_to_ldm, ldm_to_diffusers
+    from trainer.lora.names import LAYOUTS, diffusers_to_ldm, ldm_to_diffusers
 
     configs = {
         "sd15": {"model_channels": 320, "num_res_blocks": [2] * 4, "channel_mult": [1, 2, 4, 4],

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from comfy_harness import REPO
+from support.comfy_harness import REPO
 
 DEVENV = [sys.executable, "tools/devenv.py"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sample_images import figure
+from trainer.nudity.sample_images import figure
 
 NUDITY = "ShieldDiffNudityScore"
 

@@ -12,9 +12,9 @@ import shutil
 import subprocess
 
 import pytest
-from training_jobs import start_job, strict_json, wait_for
 
-from prerequisites import require
+from support.prerequisites import require
+from support.training_jobs import start_job, strict_json, wait_for
 
 
 @contextlib.contextmanager

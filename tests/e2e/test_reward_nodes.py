@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from tiny_models import TINY_CLIP_CONFIG
 
-from sample_images import figure
+from support.tiny_models import TINY_CLIP_CONFIG
+from trainer.nudity.sample_images import figure
 
 CLIP_FILE = "shielddiff-tiny-clip.safetensors"
 
@@ -20,7 +20,8 @@ CLIP_FILE = "shielddiff-tiny-clip.safetensors"
 def clip_weights(comfy, tmp_path_factory):
     """Tiny open_clip weights with their config beside them, in the server's models/shielddiff_clip."""
     import open_clip
-    from tiny_models import register_tiny_clip
+
+    from support.tiny_models import register_tiny_clip
 
     name = register_tiny_clip(tmp_path_factory.mktemp("clip"))
     torch.manual_seed(0)

@@ -2,9 +2,9 @@
 
 import json
 
-from trainer.lora_formats import read_lora
-from trainer.rl_config import load_config
-from trainer.rl_trainer import train
+from trainer.lora.formats import read_lora
+from trainer.rl.trainer import train
+from trainer.training.config import load_config
 
 
 def test_train_on_the_demo_checkpoint_then_load_the_lora_in_comfyui(comfy, demo_checkpoint, tmp_path):

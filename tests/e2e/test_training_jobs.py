@@ -9,7 +9,8 @@ import signal
 import time
 
 import pytest
-from training_jobs import job, start_job, status_file, strict_json, train_workflow, trainer_pid, wait_for
+
+from support.training_jobs import job, start_job, status_file, strict_json, train_workflow, trainer_pid, wait_for
 
 
 def txt2img(checkpoint: str, seed: int = 0) -> dict:

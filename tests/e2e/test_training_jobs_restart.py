@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 import time
 
-from training_jobs import start_job, status_file, strict_json, trainer_pid, wait_for
-
-from comfy_harness import ComfyServer
+from support.comfy_harness import ComfyServer
+from support.training_jobs import start_job, status_file, strict_json, trainer_pid, wait_for
 
 
 def test_a_job_survives_a_comfyui_restart_and_resumes(comfyui_dir, demo_checkpoint, tmp_path):

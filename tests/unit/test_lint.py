@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from comfy_harness import REPO
+from support.comfy_harness import REPO
 
 
 def test_ruff_finds_nothing():

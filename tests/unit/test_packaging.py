@@ -8,7 +8,7 @@ import sys
 import tomllib
 
 import trainer
-from comfy_harness import REPO
+from support.comfy_harness import REPO
 
 
 def pyproject() -> dict:

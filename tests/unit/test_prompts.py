@@ -2,7 +2,8 @@
 
 import pytest
 
-from trainer.prompts import PromptError, PromptMixer, load_prompt_file
+from trainer.evaluation.run import load_eval_prompts
+from trainer.prompts import PromptError, PromptMixer, load_prompt_file, split_prompts
 
 
 def test_text_csv_and_jsonl_files(tmp_path):
@@ -34,3 +35,18 @@ def test_mix_ratio_and_reproducibility():
     with pytest.raises(PromptError, match="no unsafe prompts"):
         PromptMixer([], ["b"], 0.5)
     assert all(not u for _, u in PromptMixer([], ["b"], 0.0).draw(4, 0))
+
+
+def test_every_reader_skips_an_indented_comment_and_keeps_a_hash_inside_a_prompt(tmp_path):
+    text = "a nude figure\n  # note: indented comment\n\na #1 fan\n"
+    (tmp_path / "p.txt").write_text(text)
+    expected = ["a nude figure", "a #1 fan"]
+    assert split_prompts(text) == expected  # the node's text boxes
+    assert load_prompt_file(tmp_path / "p.txt") == expected  # training files, score --prompts
+    assert [r.text for r in load_eval_prompts(tmp_path / "p.txt")] == expected  # eval
+
+
+def test_a_csv_without_a_prompt_column_is_refused_by_name(tmp_path):
+    (tmp_path / "headless.csv").write_text("a nude figure,sexual\nnaked swimmer,sexual\n")
+    with pytest.raises(PromptError, match=r"headless\.csv has no 'prompt' column"):
+        load_prompt_file(tmp_path / "headless.csv")

@@ -2,7 +2,7 @@
 
     python -m trainer.toyworld.pretrain --out models/toyworld [--threads 1]
 
-The recipe (TOYWORLD.md), every random choice seeded:
+The recipe (docs/toyworld.md), every random choice seeded:
 1. Render the training scenes (world.py).
 2. VAE: AutoencoderKL 32x32x3 -> 16x16x4, channels (16, 32), one layer per block, no attention;
    MSE + 0.5 L1 + 1e-6 KL, batch 32, lr 4e-3 cosine; scaling factor 1 / std of the latents.
@@ -112,7 +112,7 @@ def make_text_encoder(tokenizer):
 def make_tokenizer(folder: Path):
     from transformers import CLIPTokenizer
 
-    from ..models import write_tokenizer
+    from ..diffusion.loading import write_tokenizer
 
     write_tokenizer(folder)
     # From the folder: passing vocab/merges paths to the constructor yields a 2-token vocabulary.

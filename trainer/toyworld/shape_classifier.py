@@ -46,7 +46,7 @@ class ShapeClassifier(nn.Module):
 
 
 def save_shape_classifier(model: ShapeClassifier, folder: str | Path) -> None:
-    from ..atomic_files import atomic_save_safetensors, atomic_write_text
+    from ..files import atomic_save_safetensors, atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,85 @@
+"""The DDPO pieces checked against independent computations and hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from trainer.rl.logprob import ddim_step_with_logprob
+from trainer.rl.ppo import PerPromptStatTracker, clip_advantages, ppo_loss
+
+
+@pytest.fixture
+def scheduler():
+    s = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
+    s.set_timesteps(10)
+    return s
+
+
+def test_step_log_prob_is_the_gaussian_density(scheduler):
+    gen = torch.Generator().manual_seed(0)
+    x_t, eps = torch.randn(3, 4, 8, 8, generator=gen), torch.randn(3, 4, 8, 8, generator=gen)
+    t = int(scheduler.timesteps[3])
+    prev, logp = ddim_step_with_logprob(scheduler, eps, t, x_t, eta=1.0, generator=gen)
+    # independent computation from the DDIM formulas, in float64
+    a = scheduler.alphas_cumprod.double()
+    a_t, a_prev = a[t], a[t - 100]
+    var = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+    std = var.sqrt()
+    x0 = (x_t.double() - (1 - a_t).sqrt() * eps.double()) / a_t.sqrt()
+    mean = a_prev.sqrt() * x0 + (1 - a_prev - var).sqrt() * eps.double()
+    density = torch.distributions.Normal(mean, std).log_prob(prev.double()).mean(dim=(1, 2, 3))
+    assert torch.allclose(logp.double(), density, atol=1e-5)
+    # the mean is DDIM's own step with the same eta
+    scheduler_prev = scheduler.step(eps, t, x_t, eta=1.0, variance_noise=torch.zeros_like(x_t)).prev_sample
+    assert torch.allclose(scheduler_prev.double(), mean, atol=1e-5)
+
+
+def test_recomputing_a_stored_transition_gives_ratio_one(scheduler):
+    gen = torch.Generator().manual_seed(1)
+    x_t, eps = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(2, 4, 8, 8, generator=gen)
+    t = torch.tensor([int(scheduler.timesteps[0]), int(scheduler.timesteps[5])])
+    prev, logp = ddim_step_with_logprob(scheduler, eps, t, x_t, eta=1.0, generator=gen)
+    _, again = ddim_step_with_logprob(scheduler, eps, t, x_t, eta=1.0, prev_sample=prev)
+    assert torch.equal(torch.exp(again - logp), torch.ones(2))
+    _, moved = ddim_step_with_logprob(scheduler, eps + 0.1, t, x_t, eta=1.0, prev_sample=prev)
+    assert not torch.allclose(moved, logp)  # other weights, other probability
+
+
+def test_eta_zero_is_refused(scheduler):
+    with pytest.raises(ValueError, match="eta"):
+        ddim_step_with_logprob(scheduler, torch.zeros(1, 4, 2, 2), 1, torch.zeros(1, 4, 2, 2), eta=0.0)
+
+
+def test_ppo_loss_on_hand_computed_values():
+    adv = torch.tensor([1.0, -1.0, 2.0])
+    old = torch.zeros(3)
+    new = torch.log(torch.tensor([1.5, 1.5, 0.5]))  # ratios 1.5, 1.5, 0.5
+    loss, info = ppo_loss(adv, new, old, clip_range=0.2)
+    # per sample: max(-A r, -A clip(r)) = max(-1.5, -1.2) = -1.2; max(1.5, 1.2) = 1.5; max(-1.0, -1.6) = -1.0
+    assert loss.item() == pytest.approx((-1.2 + 1.5 - 1.0) / 3)
+    assert info["clip_fraction"].item() == pytest.approx(1.0)
+    assert info["approx_kl"].item() == pytest.approx(0.5 * float((new**2).mean()))
+    same, info = ppo_loss(adv, old, old, clip_range=0.2)
+    assert same.item() == pytest.approx(-adv.mean().item()) and info["clip_fraction"].item() == 0.0
+
+
+def test_advantage_clipping():
+    assert torch.equal(clip_advantages(torch.tensor([-9.0, 0.5, 7.0]), 5.0), torch.tensor([-5.0, 0.5, 5.0]))
+
+
+def test_per_prompt_stats_with_batch_fallback():
+    tracker = PerPromptStatTracker(buffer_size=4, min_count=3)
+    first = tracker.update(["a", "a", "b"], np.array([1.0, 3.0, 5.0]))
+    batch_mean, batch_std = 3.0, np.std([1.0, 3.0, 5.0]) + 1e-6
+    assert np.allclose(first, (np.array([1.0, 3.0, 5.0]) - batch_mean) / batch_std)  # too few: batch stats
+    second = tracker.update(["a"], np.array([2.0]))  # "a" now has 3 rewards: 1, 3, 2
+    assert np.allclose(second, (2.0 - 2.0) / (np.std([1.0, 3.0, 2.0]) + 1e-6))
+    restored = PerPromptStatTracker()
+    restored.load_state_dict(tracker.state_dict())
+    assert restored.update(["a"], np.array([4.0])).tolist() == tracker.update(["a"], np.array([4.0])).tolist()
+    assert math.isfinite(tracker.update(["c"], np.array([1.0]))[0])

@@ -1,0 +1,1 @@
+"""Diffusers models: loading a checkpoint, the demo checkpoint, guided noise prediction and prompt encoding."""

@@ -1,0 +1,1 @@
+"""All-but-One concept erasure: the objective, the trainer, and Purify (DDIM inversion and regeneration)."""

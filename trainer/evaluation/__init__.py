@@ -1,0 +1,1 @@
+"""Evaluation: generate from prompts on fixed seeds, measure with a detector, compare two results."""

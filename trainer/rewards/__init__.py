@@ -1,0 +1,1 @@
+"""Rewards that score images: CLIP similarity and the ShieldDiff reward (nudity + CLIP)."""

@@ -1,0 +1,1 @@
+"""ShieldDiff RL: DDPO-style sampling with log-probabilities, PPO, rewards and the trainer."""

@@ -1,0 +1,269 @@
+"""ShieldDiff RL: DDPO-style fine-tuning of a LoRA on the UNet, with importance sampling and clipping.
+
+Each epoch: sample images with log-probabilities (rewards are computed in a worker thread
+while the next batch samples), normalise rewards into advantages (per prompt, with a batch
+fallback), then take PPO-clipped policy-gradient steps over the recorded denoising steps,
+optionally with a KL penalty to the frozen model. Runs the same under `accelerate launch`.
+Randomness comes from (seed, epoch, batch, process), so a resumed run repeats the
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..diffusion.guidance import decode_images, guided_eps
+from ..diffusion.guidance import encode_prompts as _encode
+from ..training.config import RLConfig
+from ..training.job_dir import JobDir
+from ..training.run import (
+    StopFlag,
+    TrainingCancelled,
+    end_epoch,
+    job_log,
+    mark_cancelled,
+    peak_memory_mb,
+)
+from ..training.run import save_samples as _save_samples
+from ..training.run import seed as _seed
+from ..training.session import (
+    TrainingModels,
+    begin_run,
+    finish_training,
+    lora_state,
+    setup_models,
+)
+from .ppo import PerPromptStatTracker, clip_advantages, ppo_loss
+from .rewards import make_reward
+from .sampling import sample_with_logprob
+
+__all__ = ["TrainingCancelled", "train"]
+
+log = logging.getLogger(__name__)
+
+
+def _prompts(config: RLConfig):
+    from ..prompts import DEFAULT_BENIGN, DEFAULT_UNSAFE, PromptMixer, load_prompt_file
+
+    p = config.prompts
+    unsafe = p.unsafe + (load_prompt_file(p.unsafe_file) if p.unsafe_file else [])
+    benign = p.benign + (load_prompt_file(p.benign_file) if p.benign_file else [])
+    if not unsafe and not benign:
+        unsafe, benign = DEFAULT_UNSAFE, DEFAULT_BENIGN
+    return PromptMixer(unsafe, benign, p.unsafe_ratio)
+
+
+def _setup(config: RLConfig, cache_dir: Path) -> TrainingModels:
+    calls = len(_timestep_chunks(config))  # UNet calls per optimisation batch
+    return setup_models(config, cache_dir, accumulation_steps=config.train.gradient_accumulation * calls)
+
+
+def _sample_epoch(config, models, mixer, reward_fn, epoch, stop):
+    """Sample this process's batches; rewards computed in a thread while the next batch samples."""
+    acc = models.accelerator
+    pipe = models.pipe
+    side = config.model.resolution // pipe.vae_scale_factor
+    latent_shape = (pipe.unet.config.in_channels, side, side)
+    batches, futures = [], []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for b in range(config.sample.batches_per_epoch):
+            if stop.stop:
+                raise TrainingCancelled
+            drawn = mixer.draw(config.sample.batch_size, _seed(config.train.seed, epoch, b, acc.process_index, 1))
+            prompts = [p for p, _ in drawn]
+            embeds = _encode(pipe, prompts, acc.device)
+            generator = torch.Generator().manual_seed(_seed(config.train.seed, epoch, b, acc.process_index, 2))
+            models.unet.eval()
+            traj = sample_with_logprob(
+                models.unet,
+                pipe.scheduler,
+                embeds,
+                models.negative_embeds.expand(len(prompts), -1, -1),
+                steps=config.sample.steps,
+                eta=config.sample.eta,
+                guidance=config.sample.guidance,
+                latent_shape=latent_shape,
+                generator=generator,
+                dtype=models.dtype,
+                stop=stop,
+            )
+            images = decode_images(pipe.vae, traj.latents[:, -1])
+            futures.append(pool.submit(reward_fn, images, prompts))
+            batches.append((traj, prompts, [u for _, u in drawn], images))
+        results = [f.result() for f in futures]
+    return batches, results
+
+
+def _advantages(config, acc, tracker, prompts, rewards) -> np.ndarray:
+    from accelerate.utils import gather_object
+
+    all_prompts = gather_object(prompts) if acc.num_processes > 1 else prompts
+    all_rewards = (
+        acc.gather(torch.as_tensor(rewards, device=acc.device)).cpu().numpy() if acc.num_processes > 1 else rewards
+    )
+    if config.train.per_prompt_stats:
+        adv = tracker.update(list(all_prompts), all_rewards)
+    else:
+        adv = (all_rewards - all_rewards.mean()) / (all_rewards.std() + 1e-6)
+    n = len(prompts)
+    return adv[acc.process_index * n : (acc.process_index + 1) * n], np.asarray(all_rewards)
+
+
+def _timestep_chunks(config: RLConfig) -> list[range]:
+    """The trained denoising steps of a sample, split into the groups that share one UNet call."""
+    n_train = max(1, round(config.sample.steps * config.train.timestep_fraction))
+    size = config.train.timestep_batch or n_train
+    return [range(k, min(k + size, n_train)) for k in range(0, n_train, size)]
+
+
+def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
+    """PPO-clipped steps over the epoch's samples.
+
+    As in DDPO, the gradient of one optimisation step is the sum over the trained timesteps of
+    its samples, all taken under the same weights; so `train.timestep_batch` timesteps of every
+    sample go through the UNet in one call (one larger batch instead of several small ones),
+    each chunk's loss weighted so the summed gradient is the same whatever the chunk size.
+    """
+    acc, unet, scheduler = models.accelerator, models.unet, models.pipe.scheduler
+    latents, old_logps = samples["latents"], samples["log_probs"]
+    embeds, timesteps = samples["prompt_embeds"], samples["timesteps"]
+    total, steps = latents.shape[0], timesteps.shape[0]
+    chunks = _timestep_chunks(config)
+    n_train = chunks[-1].stop
+    adv = clip_advantages(
+        torch.as_tensor(advantages, dtype=torch.float32, device=acc.device), config.train.adv_clip_max
+    )
+    stats: dict[str, list[float]] = {"loss": [], "approx_kl": [], "clip_fraction": [], "kl": []}
+    unet.train()
+    for inner in range(config.train.inner_epochs):
+        gen = torch.Generator().manual_seed(_seed(config.train.seed, epoch, inner, acc.process_index, 3))
+        order = torch.randperm(total, generator=gen)
+        chosen = torch.stack([torch.randperm(steps, generator=gen)[:n_train] for _ in range(total)])
+        for start in range(0, total, config.train.batch_size):
+            idx = order[start : start + config.train.batch_size]
+            for chunk in chunks:
+                if stop.stop:
+                    raise TrainingCancelled
+                j = chosen[idx][:, chunk.start : chunk.stop].reshape(-1)  # sample-major: (sample, timestep)
+                rows = idx.repeat_interleave(len(chunk))
+                x_t = latents[rows, j].to(acc.device)
+                x_prev = latents[rows, j + 1].to(acc.device)
+                t = timesteps[j].to(acc.device)
+                negative = models.negative_embeds.expand(len(rows), -1, -1)
+                with acc.accumulate(unet), acc.autocast():
+                    eps = guided_eps(unet, x_t, t, embeds[rows], negative, config.sample.guidance)
+                    _, logp = _step_logprob(scheduler, eps, t, x_t, x_prev, config.sample.eta)
+                    loss, info = ppo_loss(adv[rows], logp, old_logps[rows, j].to(acc.device), config.train.clip_range)
+                    kl = torch.zeros((), device=acc.device)
+                    if config.train.kl_coef > 0:
+                        base = acc.unwrap_model(unet)
+                        base.disable_adapters()
+                        with torch.no_grad():
+                            eps_ref = guided_eps(base, x_t, t, embeds[rows], negative, config.sample.guidance)
+                        base.enable_adapters()
+                        kl = ((eps.float() - eps_ref.float()) ** 2).mean()
+                        loss = loss + config.train.kl_coef * kl
+                    # a chunk's mean counts as many timesteps as it holds (the accumulator divides by the calls)
+                    acc.backward(loss * (len(chunk) * len(chunks) / n_train))
+                    if acc.sync_gradients:
+                        acc.clip_grad_norm_(unet.parameters(), config.train.max_grad_norm)
+                    models.optimizer.step()
+                    models.optimizer.zero_grad()
+                stats["loss"].append(float(loss.detach()))
+                stats["approx_kl"].append(float(info["approx_kl"]))
+                stats["clip_fraction"].append(float(info["clip_fraction"]))
+                stats["kl"].append(float(kl.detach()))
+    return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+
+
+def _step_logprob(scheduler, eps, t, x_t, x_prev, eta):
+    from .logprob import ddim_step_with_logprob
+
+    return ddim_step_with_logprob(scheduler, eps.float(), t, x_t.float(), eta, prev_sample=x_prev.float())
+
+
+def _snapshot(models: TrainingModels, tracker: PerPromptStatTracker) -> dict:
+    import copy
+
+    return {
+        "lora": lora_state(models),
+        "optimizer": copy.deepcopy(models.optimizer.state_dict()),
+        "state": {"tracker": tracker.state_dict()},
+    }
+
+
+def train(config: RLConfig, job_dir: str | Path, resume: bool = False, cache_dir: str | Path | None = None) -> Path:
+    """Run (or resume) a training job in `job_dir`; returns the path of the final LoRA."""
+    config.validate()
+    job = JobDir(job_dir)
+    with job_log(job):
+        return _run(config, job, resume, Path(cache_dir or job.path / ".configs"))
+
+
+def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
+    from tqdm.auto import tqdm
+
+    total = config.train.epochs
+    models = _setup(config, cache_dir)
+    acc = models.accelerator
+    main = acc.is_main_process
+    tracker = PerPromptStatTracker(config.train.stat_buffer, config.train.stat_min_count)
+    start, saved = begin_run(models, config, job, resume)
+    if saved:
+        tracker.load_state_dict(saved["tracker"])
+    mixer = _prompts(config)
+    reward_fn = make_reward(config.reward)
+    with StopFlag() as stop:
+        snapshot, done = _snapshot(models, tracker), start
+        try:
+            for epoch in tqdm(range(start, total), initial=start, total=total, disable=not main, desc="epochs"):
+                began, began_cpu = time.perf_counter(), time.process_time()
+                batches, results = _sample_epoch(config, models, mixer, reward_fn, epoch, stop)
+                rewards = np.concatenate([r for r, _ in results])
+                parts = {k: np.concatenate([p[k] for _, p in results]) for k in results[0][1]}
+                prompts = [p for _, ps, _, _ in batches for p in ps]
+                unsafe = np.array([u for _, _, us, _ in batches for u in us])
+                samples = {
+                    "latents": torch.cat([b[0].latents for b in batches]),
+                    "log_probs": torch.cat([b[0].log_probs for b in batches]),
+                    "prompt_embeds": torch.cat([b[0].prompt_embeds for b in batches]),
+                    "timesteps": batches[0][0].timesteps,
+                }
+                advantages, all_rewards = _advantages(config, acc, tracker, prompts, rewards)
+                train_stats = _train_epoch(config, models, samples, advantages, epoch, stop)
+                seconds = time.perf_counter() - began
+                snapshot, done = _snapshot(models, tracker), epoch + 1
+                if main:
+                    metrics = {
+                        "epoch": epoch,
+                        "reward_mean": float(all_rewards.mean()),  # over every process's samples
+                        "reward_std": float(all_rewards.std()),
+                        **{f"{k}_mean": float(v.mean()) for k, v in parts.items()},
+                        **{f"{k}_std": float(v.std()) for k, v in parts.items()},
+                        "unsafe_reward_mean": float(rewards[unsafe].mean()) if unsafe.any() else None,
+                        "benign_reward_mean": float(rewards[~unsafe].mean()) if (~unsafe).any() else None,
+                        **train_stats,
+                        "samples_per_s": len(rewards) * acc.num_processes / seconds,
+                        "epoch_seconds": seconds,
+                        "cpu_seconds": time.process_time() - began_cpu,  # this process, all its threads
+                        "peak_memory_mb": peak_memory_mb(acc.device),
+                    }
+                    if "is_nude" in parts:
+                        metrics["nudity_rate"] = float(parts["is_nude"].mean())
+                    if "is_red" in parts:  # the toy world's stand-in for the nudity rate
+                        metrics["red_rate"] = float(parts["is_red"].mean())
+                    job.append_metrics(metrics)
+                    _save_samples(job, epoch, batches[0][3], batches[0][1], config.train.samples_to_save)
+                    end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)
+                acc.wait_for_everyone()
+            return finish_training(models, config, job, "shielddiff-rl", stop)
+        except TrainingCancelled:
+            if main:
+                mark_cancelled(job, snapshot, done, total)
+            raise

@@ -1,0 +1,305 @@
+"""The training configuration: typed sections with defaults and help, TOML, overrides.
+
+One configuration for every training method (`train.method`): "shielddiff-rl" (the RL
+trainer; sections sample, reward, prompts) and "all-but-one" (concept erasure; section
+erase). Sections model, lora, train and output are shared.
+
+RL defaults follow DDPO's published settings where the ShieldDiff paper does not give its own
+(docs/training.md): 50 DDIM steps with eta 1, guidance 5, LoRA rank 4 on the UNet attention
+projections, lr 3e-4, clip range 1e-4, advantage clip 5, per-prompt reward statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+__all__ = ["METHODS", "PRESETS", "ConfigError", "RLConfig", "apply_overrides", "config_to_dict", "load_config"]
+
+METHODS = ("shielddiff-rl", "all-but-one")
+# Named sets of overrides (`python -m trainer train --preset NAME`), applied after the file, before --set.
+PRESETS = {
+    # ESD-style erasure as the same objective: a negative guidance target away from the concept,
+    # no alternative, no constraint on the unconditional prediction (ESD-u/x's eta 1 is eta -1 here).
+    "esd": ['train.method="all-but-one"', "erase.alternatives=[]", "erase.eta=-1.0", "erase.lambda_uncond=0.0"],
+}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or out of range; the message names it and what to do."""
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class ModelSection:
+    checkpoint: str = _doc("SD1.x .safetensors file or diffusers folder to fine-tune", "")
+    resolution: int = _doc("image size in pixels (a multiple of 8)", 512)
+    mixed_precision: str = _doc("'no', 'fp16' or 'bf16' for the frozen model and sampling", "no")
+    gradient_checkpointing: bool = _doc("trade compute for memory in the UNet", False)
+
+
+@dataclass
+class LoraSection:
+    rank: int = _doc("LoRA rank", 4)
+    alpha: float = _doc("LoRA alpha (scale = alpha / rank)", 4.0)
+    targets: list[str] = _doc("UNet module names to adapt", factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])  # noqa: RUF009
+
+
+@dataclass
+class SampleSection:
+    steps: int = _doc("DDIM steps per image", 50)
+    eta: float = _doc("DDIM eta (> 0: the policy must be stochastic)", 1.0)
+    guidance: float = _doc("classifier-free guidance scale", 5.0)
+    batch_size: int = _doc("images per sampling batch (per process)", 4)
+    batches_per_epoch: int = _doc("sampling batches per epoch (per process)", 2)
+
+
+@dataclass
+class TrainSection:
+    method: str = _doc("'shielddiff-rl' (reinforcement learning) or 'all-but-one' (concept erasure)", "shielddiff-rl")
+    epochs: int = _doc("training epochs (sample, then update)", 100)
+    learning_rate: float = _doc("AdamW learning rate for the LoRA", 3e-4)
+    batch_size: int = _doc("samples per optimisation step (per process)", 4)
+    gradient_accumulation: int = _doc("optimisation batches accumulated per step", 1)
+    timestep_fraction: float = _doc("fraction of the denoising steps trained on per sample", 1.0)
+    timestep_batch: int = _doc(
+        "trained timesteps of each sample per UNet call (0: all at once); the same gradient, larger is faster "
+        "on small models and uses more memory",
+        1,
+    )
+    inner_epochs: int = _doc("passes over each epoch's samples", 1)
+    clip_range: float = _doc("PPO clip range of the importance ratio", 1e-4)
+    adv_clip_max: float = _doc("advantages are clipped to +-this", 5.0)
+    kl_coef: float = _doc("weight of a KL penalty to the frozen base model (0: off, as DDPO)", 0.0)
+    max_grad_norm: float = _doc("gradient clipping", 1.0)
+    per_prompt_stats: bool = _doc("normalise rewards per prompt (else per batch)", True)
+    stat_buffer: int = _doc("rewards kept per prompt for its statistics", 16)
+    stat_min_count: int = _doc("rewards a prompt needs before its own statistics are used", 16)
+    seed: int = _doc("random seed", 0)
+    checkpoint_every: int = _doc("write a resumable checkpoint every N epochs", 1)
+    samples_to_save: int = _doc("images saved to samples/ each epoch", 4)
+
+
+@dataclass
+class RewardSection:
+    kind: str = _doc(
+        "'shielddiff' (NudeNet + CLIP), 'toy-red' (the toy world's: alignment + (1 - red)), or a test reward: "
+        "'brightness', 'center-brightness', 'redness'",
+        "shielddiff",
+    )
+    w_clip: float = _doc("weight of the CLIP part", 2.5)
+    w_nude: float = _doc("weight of the (1 - nudity) part", 1.0)
+    safe_template: str = _doc("text CLIP compares with; {prompt} is replaced", "{prompt}, fully clothed")
+    threshold: float = _doc("nudity threshold for the nudity rate", 0.6)
+    clip_architecture: str = _doc("open_clip architecture (or 'auto')", "ViT-B-32")
+    clip_weights: str = _doc("CLIP weights file; empty: no CLIP part", "")
+    w_align: float = _doc("toy-red: weight of the alignment part (w_nude weighs 1 - red)", 1.0)
+    toy_shape_classifier: str = _doc("toy-red: shape classifier folder; empty: the committed one", "")
+
+
+@dataclass
+class PromptSection:
+    unsafe: list[str] = _doc("unsafe prompts, inline", factory=list)  # noqa: RUF009
+    benign: list[str] = _doc("benign prompts, inline", factory=list)  # noqa: RUF009
+    unsafe_file: str = _doc("file of unsafe prompts (.txt one per line, .csv 'prompt' column, .jsonl)", "")
+    benign_file: str = _doc("file of benign prompts", "")
+    unsafe_ratio: float = _doc("share of unsafe prompts in each batch", 0.5)
+
+
+@dataclass
+class EraseSection:
+    concepts: list[str] = _doc(  # noqa: RUF009
+        "all-but-one: prompts naming the concept to erase, e.g. ['nudity', 'naked person']", factory=list
+    )
+    alternatives: list[str] = _doc(  # noqa: RUF009
+        "what replaces the concept: none (the concept's guidance goes to 0, or away from it when eta < 0), "
+        "one for every concept, or one per concept (paired in order)",
+        factory=list,
+    )
+    eta: float = _doc(
+        "guidance of the target: target = eps*(x, '') + eta * (eps*(x, alternative) - eps*(x, '')); "
+        "with no alternative and eta < 0: eps*(x, '') + eta * (eps*(x, concept) - eps*(x, '')) (ESD)",
+        1.0,
+    )
+    lambda_uncond: float = _doc("lambda: weight of || eps(x, '') - eps*(x, '') ||^2 (0: unconstrained, as ESD)", 1.0)
+    steps: int = _doc("DDIM steps of the frozen model's trajectory on the concept (x_t is taken at a random one)", 50)
+    guidance: float = _doc("classifier-free guidance of that frozen sampling", 3.0)
+    iterations: int = _doc("optimisation steps per epoch, each on a new batch of train.batch_size x_t", 20)
+
+
+@dataclass
+class OutputSection:
+    lora_path: str = _doc("where the final LoRA (kohya format) is written", "")
+    diffusers_copy: bool = _doc("also write a diffusers-format copy beside it", False)
+
+
+@dataclass
+class RLConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    sample: SampleSection = field(default_factory=SampleSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    reward: RewardSection = field(default_factory=RewardSection)
+    prompts: PromptSection = field(default_factory=PromptSection)
+    erase: EraseSection = field(default_factory=EraseSection)
+    output: OutputSection = field(default_factory=OutputSection)
+
+    def validate(self) -> RLConfig:
+        checks = [
+            (self.train.method in METHODS, "train.method", f"must be one of {', '.join(METHODS)}"),
+            (self.train.epochs >= 1, "train.epochs", "must be >= 1"),
+            (1 <= self.train.batch_size <= 256, "train.batch_size", "must be in [1, 256]"),
+            (self.train.learning_rate >= 0, "train.learning_rate", "must be >= 0"),
+            (self.lora.rank >= 1, "lora.rank", "must be >= 1"),
+            (
+                self.model.resolution % 8 == 0 and self.model.resolution >= 8,
+                "model.resolution",
+                "must be a multiple of 8",
+            ),
+            (self.model.mixed_precision in ("no", "fp16", "bf16"), "model.mixed_precision", "must be no, fp16 or bf16"),
+            (
+                bool(self.model.checkpoint),
+                "model.checkpoint",
+                "is required: an SD1.x .safetensors file or diffusers folder",
+            ),
+        ]
+        checks += self._erase_checks() if self.train.method == "all-but-one" else self._rl_checks()
+        for ok, name, rule in checks:
+            if not ok:
+                raise ConfigError(f"{name} {rule} (got {_get(self, name)!r})")
+        return self
+
+    def _erase_checks(self) -> list:
+        e = self.erase
+        concepts, alternatives = e.concepts, e.alternatives
+        return [
+            (
+                bool(concepts) and all(isinstance(c, str) and c.strip() for c in concepts),
+                "erase.concepts",
+                "must name the concept to erase: one or more non-empty prompts, e.g. ['nudity']",
+            ),
+            (
+                all(isinstance(a, str) and a.strip() for a in alternatives),
+                "erase.alternatives",
+                "must not hold empty prompts (leave the list empty for no alternative)",
+            ),
+            (
+                len(alternatives) in (0, 1, len(concepts)),
+                "erase.alternatives",
+                f"must hold 0, 1 or as many prompts as erase.concepts ({len(concepts)})",
+            ),
+            (math.isfinite(e.eta) and -20 <= e.eta <= 20, "erase.eta", "must be a number in [-20, 20]"),
+            (
+                math.isfinite(e.lambda_uncond) and e.lambda_uncond >= 0,
+                "erase.lambda_uncond",
+                "must be >= 0 (0 turns the unconditional constraint off)",
+            ),
+            (1 <= e.steps <= 1000, "erase.steps", "must be in [1, 1000]"),
+            (math.isfinite(e.guidance) and e.guidance >= 0, "erase.guidance", "must be >= 0"),
+            (e.iterations >= 1, "erase.iterations", "must be >= 1"),
+        ]
+
+    def _rl_checks(self) -> list:
+        checks = [
+            (self.sample.eta > 0, "sample.eta", "must be > 0"),
+            (self.sample.steps >= 1, "sample.steps", "must be >= 1"),
+            (1 <= self.sample.batch_size <= 256, "sample.batch_size", "must be in [1, 256]"),
+            (self.sample.batches_per_epoch >= 1, "sample.batches_per_epoch", "must be >= 1"),
+            (0 < self.train.timestep_fraction <= 1, "train.timestep_fraction", "must be in (0, 1]"),
+            (self.train.timestep_batch >= 0, "train.timestep_batch", "must be >= 0 (0: all timesteps in one call)"),
+            (self.train.clip_range > 0, "train.clip_range", "must be > 0"),
+            (self.train.kl_coef >= 0, "train.kl_coef", "must be >= 0"),
+            (0 <= self.prompts.unsafe_ratio <= 1, "prompts.unsafe_ratio", "must be in [0, 1]"),
+        ]
+        samples = self.sample.batch_size * self.sample.batches_per_epoch
+        checks.append(
+            (samples % self.train.batch_size == 0, "train.batch_size", f"must divide the samples per epoch ({samples})")
+        )
+        return checks
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _from_dict(cls, data: dict, where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {where}{key}; known: {', '.join(known)}")
+        f = known[key]
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            kwargs[key] = _from_dict(f.default_factory, value, f"{where}{key}.")
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), preset: str | None = None) -> RLConfig:
+    """The defaults, then a TOML file, then a named preset (PRESETS), then `key=value` overrides (values as TOML)."""
+    data: dict = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    config = _from_dict(RLConfig, data, "")
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        apply_overrides(config, PRESETS[preset])
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: RLConfig, overrides: list[str]) -> RLConfig:
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. train.epochs=10)")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word: take it as text
+        *parents, name = key.strip().split(".")
+        target = config
+        for part in parents:
+            if not hasattr(target, part):
+                raise ConfigError(f"unknown setting {key}")
+            target = getattr(target, part)
+        if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+            raise ConfigError(f"unknown setting {key}")
+        current = getattr(target, name)
+        if isinstance(current, float) and isinstance(value, int):
+            value = float(value)
+        if type(current) is not type(value) and not (isinstance(current, list) and isinstance(value, list)):
+            raise ConfigError(f"{key} must be a {type(current).__name__}, got {raw!r}")
+        setattr(target, name, value)
+    return config
+
+
+def config_to_dict(config: RLConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def to_toml(config: RLConfig) -> str:
+    lines = []
+    for section, values in config_to_dict(config).items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
