@@ -4,7 +4,7 @@
 # Settings: COMFYUI_DIR=/path/to/ComfyUI (use an existing ComfyUI), PORT=8188, VENV=.venv
 PYTHON ?= python3
 
-.PHONY: run test setup lint bench-rewards bench-rl bench-erase bench-efficacy toy-model eval-toy
+.PHONY: run test setup lint bench-venv bench-rewards bench-rl bench-erase bench-efficacy toy-model eval-toy
 
 run:
 	$(PYTHON) tools/devenv.py run
@@ -23,12 +23,14 @@ bench-rewards: setup
 
 # trl 0.23.1 (the last trl with DDPOTrainer) is a benchmark-only peer: it gets its own environment,
 # layered over .venv, so the pack's environment never depends on it.
-bench-rl: setup
+bench-venv: setup
 	test -x .venv-bench/bin/python || python3 -m venv .venv-bench
-	echo "$$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')" > \
+	echo "$$($${VENV:-.venv}/bin/python -c 'import site; print(site.getsitepackages()[0])')" > \
 		"$$(.venv-bench/bin/python -c 'import site; print(site.getsitepackages()[0])')/shielddiff-main-venv.pth"
 	.venv-bench/bin/python -m pip install --quiet trl==0.23.1
-	.venv/bin/python benchmarks/bench_rl_vs_trl.py
+
+bench-rl: bench-venv
+	$${VENV:-.venv}/bin/python benchmarks/bench_rl_vs_trl.py
 
 # All-but-One erasure against ShieldDiff RL: time and peak memory per optimisation step at equal batch.
 bench-erase: setup
@@ -44,7 +46,8 @@ eval-toy: setup
 	$${VENV:-.venv}/bin/python -m trainer eval --model models/toyworld --prompts benchmarks/toyworld_prompts.csv \
 		--detector toy-red --images-per-prompt 8 --seed 5000 --steps 30 --guidance 7.5 --out test-artifacts/eval-toy
 
-# The methods' efficacy in the toy world, side by side (docs/toyworld.md, "Efficacy in the toy world"):
-# each trains for the same minutes, then eval measures base and LoRAs on held-out seeds.
-bench-efficacy: setup
+# The methods' efficacy in the toy world, side by side (docs/toyworld.md "Efficacy in the toy world"):
+# each trains for the same CPU minutes (trl's DDPOTrainer too, from .venv-bench), then eval measures
+# base and LoRAs on held-out prompts and seeds, and the RL trainers' red rate against CPU minutes.
+bench-efficacy: bench-venv
 	$${VENV:-.venv}/bin/python benchmarks/bench_efficacy.py

@@ -37,6 +37,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,10 @@ from trainer.toyworld.world import BACKGROUNDS, COLOURS, RED_SYNONYMS, SHAPES, T
 
 TOY = ROOT / "models" / "toyworld"
 EVAL_SEED = 9000
+# held-out prompts: methods train on prompts of these templates (indices into TEMPLATES) ...
+TRAIN_TEMPLATES = (0, 1, 2)
+# ... and are evaluated on prompts of these, which no training run sees
+HELDOUT_TEMPLATES = (3, 4)
 COMMON = [
     f'model.checkpoint="{TOY}"',
     "model.resolution=32",
@@ -64,17 +69,8 @@ COMMON = [
     "train.epochs=100000",  # stopped by the time budget
 ]
 METHODS = {
-    "ShieldDiff RL": [
-        'train.method="shielddiff-rl"',
-        "reward.kind=toy-red",
-        "sample.steps=20",
-        "sample.guidance=7.5",
-        "sample.batch_size=16",
-        "sample.batches_per_epoch=1",
-        "train.batch_size=16",
-        "train.learning_rate=3e-3",
-        "prompts.unsafe_ratio=0.5",
-    ],
+    # the toy-rl preset (trainer/rl_config.py PRESETS) holds ShieldDiff RL's settings for the toy world
+    "ShieldDiff RL": ['train.method="shielddiff-rl"'],
     "All-but-One": [
         'train.method="all-but-one"',
         'erase.concepts=["red"]',
@@ -96,23 +92,30 @@ METHODS = {
         "train.learning_rate=3e-4",
     ],
 }
-PRESETS = {"ESD-style": ["--preset", "esd"]}
+PRESETS = {"ESD-style": ["--preset", "esd"], "ShieldDiff RL": ["--preset", "toy-rl"]}
 ALTERNATIVE = {"All-but-One": "blue"}
 
 
-def prompts_by_group() -> dict[str, list[str]]:
+def slug(name: str) -> str:
+    """A method's name as a folder name: "DDPO (trl)" -> "ddpo-trl"."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def prompts_by_group(templates: tuple[int, ...] = tuple(range(len(TEMPLATES)))) -> dict[str, list[str]]:
+    """The prompts of the given templates (indices into TEMPLATES) by group, each listed once (a
+    template that names no background gives the same prompt for both)."""
     groups: dict[str, list[str]] = {"red": [], "synonym": [], "benign": []}
-    for template, word, shape, bg in itertools.product(
-        TEMPLATES, ("red", *RED_SYNONYMS, *(c for c in COLOURS if c != "red")), SHAPES, BACKGROUNDS
+    for index, word, shape, bg in itertools.product(
+        templates, ("red", *RED_SYNONYMS, *(c for c in COLOURS if c != "red")), SHAPES, BACKGROUNDS
     ):
         group = "red" if word == "red" else "synonym" if word in RED_SYNONYMS else "benign"
-        groups[group].append(template.format(c=word, s=shape, bg=bg))
-    return groups
+        groups[group].append(TEMPLATES[index].format(c=word, s=shape, bg=bg))
+    return {g: list(dict.fromkeys(ps)) for g, ps in groups.items()}
 
 
-def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[str]]) -> dict:
+def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[str]], marks: tuple = ()) -> dict:
     settings = COMMON + METHODS[name]
-    if name == "ShieldDiff RL":
+    if 'train.method="shielddiff-rl"' in METHODS[name]:  # RL trains on the prompt lists
         settings += [
             f"prompts.unsafe={json.dumps(groups['red'] + groups['synonym'])}",
             f"prompts.benign={json.dumps(groups['benign'])}",
@@ -124,12 +127,15 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
     began = time.perf_counter()
     proc = subprocess.Popen(base, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     watch, cpu = psutil.Process(proc.pid), 0.0
+    pending, curve = sorted(m for m in marks if m < minutes), []
     while proc.poll() is None:
         try:
             times = watch.cpu_times()
             cpu = times.user + times.system
         except psutil.NoSuchProcess:
             break
+        while pending and cpu >= pending[0] * 60:  # the LoRA of the last epoch completed within the mark
+            curve.append(_snapshot_checkpoint(job, pending.pop(0)))
         if cpu >= minutes * 60:
             proc.send_signal(signal.SIGTERM)  # the product's cancel: keeps the last complete epoch
             proc.wait(timeout=300)
@@ -155,7 +161,151 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
         "train_seconds": seconds,
         "peak_memory_mb": max(m.get("peak_memory_mb", 0.0) for m in metrics),
         "lora": str(job / "lora.safetensors"),
+        "curve": [c for c in curve if c]
+        + [{"cpu_minutes": minutes, "epochs": epochs, "lora": str(job / "lora.safetensors")}],
     }
+
+
+def _snapshot_checkpoint(job: Path, mark: float) -> dict | None:
+    """The job's latest checkpoint's LoRA, written as a LoRA file for the curve (None before the first)."""
+    from safetensors.torch import load_file
+
+    for _ in range(5):  # a checkpoint may be replaced while it is read: take the next one
+        folders = sorted((job / "checkpoints").glob("epoch-*")) if (job / "checkpoints").is_dir() else []
+        if not folders:
+            return None
+        try:
+            state = load_file(str(folders[-1] / "lora.safetensors"))
+        except (OSError, RuntimeError):
+            time.sleep(0.2)
+            continue
+        epochs = int(folders[-1].name.split("-")[-1])
+        return {"cpu_minutes": mark, "epochs": epochs, "lora": _write_curve_lora(state, job / "curve", mark)}
+    return None
+
+
+def _write_curve_lora(state: dict, folder: Path, mark: float) -> str:
+    from trainer.lora.formats import write_lora
+    from trainer.training.session import lora_file_from_state
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"cpu-{mark:g}min.safetensors"
+    alpha = 4.0  # both trainers' LoRA: rank 4, alpha 4
+    write_lora(lora_file_from_state(state, alpha), path, "kohya")
+    return str(path)
+
+
+def train_ddpo(job: Path, minutes: float, groups: dict[str, list[str]], marks: tuple, python: str) -> dict:
+    """trl 0.23.1's DDPOTrainer on the same model, prompts, reward and CPU budget, in its own process
+    (the benchmark-only environment, as `make bench-rl`); it writes the curve's LoRAs itself."""
+    job.mkdir(parents=True, exist_ok=True)
+    (job / "prompts.json").write_text(json.dumps(groups))
+    command = [python, __file__, "--ddpo-child", str(job), "--cpu-minutes", str(minutes)]
+    command += ["--marks", *(f"{m:g}" for m in marks)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    began = time.perf_counter()
+    with open(job.parent / f"{job.name}.out", "w") as log:
+        done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"DDPO (trl): the trainer failed (see {job.parent / (job.name + '.out')})")
+    result = json.loads((job / "result.json").read_text())
+    return {**result, "train_seconds": time.perf_counter() - began}
+
+
+# trl's DDPOTrainer in the toy world: DDPO's own algorithm settings (trl's defaults: clip range 1e-4,
+# advantage clip 5, one inner epoch, every timestep trained, per-prompt statistics with buffer and
+# minimum count 16, as ddpo-pytorch) and the sampling/optimisation sizes of the toy-rl preset.
+DDPO_SETTINGS = {
+    "sample_num_steps": 10,
+    "sample_eta": 1.0,
+    "sample_guidance_scale": 7.5,
+    "sample_batch_size": 16,
+    "sample_num_batches_per_epoch": 1,
+    "train_batch_size": 16,
+    "train_learning_rate": 3e-3,
+    "per_prompt_stat_tracking": True,
+    "per_prompt_stat_tracking_buffer_size": 16,
+    "per_prompt_stat_tracking_min_count": 16,
+}
+UNSAFE_RATIO = 0.5
+
+
+def ddpo_child(job: Path, minutes: float, marks: list[float]) -> int:
+    """Runs inside .venv-bench (trl installed): train, write a LoRA at each CPU mark and at the end."""
+    import random
+
+    import torch
+
+    torch.set_num_threads(1)
+    from accelerate import PartialState
+
+    PartialState()
+    from peft.utils import get_peft_model_state_dict
+    from trl import DDPOConfig, DDPOTrainer, DefaultDDPOStableDiffusionPipeline
+
+    from trainer.rl.rewards import make_reward
+    from trainer.training.config import RewardSection
+
+    groups = json.loads((job / "prompts.json").read_text())
+    unsafe, benign = groups["red"] + groups["synonym"], groups["benign"]
+    rng = random.Random(0)
+    toy_red = make_reward(RewardSection(kind="toy-red"))
+
+    def prompt_fn():
+        return (rng.choice(unsafe) if rng.random() < UNSAFE_RATIO else rng.choice(benign)), {}
+
+    def reward_fn(images, prompts, metadata):
+        arrays = list((images.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        values, _ = toy_red(arrays, list(prompts))
+        return torch.as_tensor(values, dtype=torch.float32), {}
+
+    config = DDPOConfig(
+        num_epochs=1_000_000,
+        mixed_precision="no",
+        train_use_8bit_adam=False,
+        log_with=None,
+        project_kwargs={"project_dir": str(job)},
+        save_freq=1_000_000,
+        seed=0,
+        **DDPO_SETTINGS,
+    )
+    pipeline = DefaultDDPOStableDiffusionPipeline(str(TOY), use_lora=True)
+    pipeline.sd_pipeline.set_progress_bar_config(disable=True)
+    trainer = DDPOTrainer(config, reward_fn, prompt_fn, pipeline)
+
+    def lora() -> dict:
+        return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(pipeline.sd_pipeline.unet).items()}
+
+    pending, curve = sorted(m for m in marks if m < minutes), []
+    last, epoch, step = lora(), 0, 0
+    while True:
+        step = trainer.step(epoch, step)
+        cpu = time.process_time()  # this process since it started, as the budget of the other trainers
+        while pending and cpu >= pending[0] * 60:  # the LoRA of the last epoch completed within the mark
+            curve.append(
+                {
+                    "cpu_minutes": pending[0],
+                    "epochs": epoch,
+                    "lora": _write_curve_lora(last, job / "curve", pending.pop(0)),
+                }
+            )
+        if cpu >= minutes * 60:
+            break
+        last, epoch = lora(), epoch + 1
+    final = _write_curve_lora(last, job, minutes)
+    curve.append({"cpu_minutes": minutes, "epochs": epoch, "lora": final})
+    (job / "result.json").write_text(
+        json.dumps(
+            {
+                "epochs": epoch,
+                "cpu_seconds": cpu,
+                "lora": final,
+                "curve": curve,
+                "peak_memory_mb": psutil.Process().memory_info().rss / 2**20,
+            }
+        )
+    )
+    return 0
 
 
 def evaluate_model(lora: str | None, prompts_csv: Path, out: Path, images_per_prompt: int) -> dict:
@@ -268,24 +418,137 @@ def verdicts(rows: dict[str, dict]) -> list[str]:
     return out
 
 
+CURVE_METHODS = ("ShieldDiff RL", "DDPO (trl)")
+
+
+def curve(runs: dict[str, dict], groups: dict[str, list[str]], out: Path, images_per_prompt: int, base: dict) -> dict:
+    """Red rate on the held-out unsafe prompts (red and synonyms) against training CPU minutes, from
+    each LoRA the RL trainers wrote at the marks; and the CPU minutes each needs to cut it by 95%."""
+    csv_path = out / "curve_prompts.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["prompt", "category"])
+        writer.writerows([p, g] for g, ps in groups.items() for p in ps)
+    base_rate = _unsafe_rate(
+        measures(evaluate_model(None, csv_path, out / "curve" / "base", images_per_prompt), groups, None)
+    )
+    points: dict[str, list[dict]] = {}
+    for name in CURVE_METHODS:
+        if name not in runs:
+            continue
+        points[name] = [{"cpu_minutes": 0.0, "epochs": 0, "red_rate": base_rate}]
+        for snap in runs[name]["curve"]:
+            folder = out / "curve" / f"{slug(name)}-{snap['cpu_minutes']:g}"
+            row = measures(evaluate_model(snap["lora"], csv_path, folder, images_per_prompt), groups, None)
+            points[name].append({**snap, "red_rate": _unsafe_rate(row), "benign_kept": row["benign_kept"]})
+    target = 0.05 * base_rate
+    reach = {
+        name: next((p["cpu_minutes"] for p in ps if p["red_rate"] <= target and p["cpu_minutes"] > 0), None)
+        for name, ps in points.items()
+    }
+    return {"base_red_rate": base_rate, "points": points, "cpu_minutes_to_95": reach}
+
+
+def _unsafe_rate(row: dict) -> float:
+    return (row["red_rate_red"] + row["red_rate_synonym"]) / 2
+
+
+def curve_text(result: dict) -> str:
+    points, reach = result["points"], result["cpu_minutes_to_95"]
+    lines = [
+        "| method | CPU min | epochs | red rate, held-out red+synonym prompts | benign kept |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, ps in points.items():
+        for p in ps:
+            kept = f"{p['benign_kept']:.1%}" if "benign_kept" in p else "(base)"
+            lines.append(f"| {name} | {p['cpu_minutes']:g} | {p['epochs']} | {p['red_rate']:.1%} | {kept} |")
+    text = "\n".join(lines) + "\n\n"
+    for name, ps in points.items():
+        best = min(ps, key=lambda p: p["red_rate"])
+        cut = 1 - best["red_rate"] / result["base_red_rate"] if result["base_red_rate"] else float("nan")
+        text += (
+            f"{name}: 95% cut at {reach[name]:g} CPU minutes\n"
+            if reach[name] is not None
+            else f"{name}: no 95% cut within the budget; best cut {cut:.0%} at {best['cpu_minutes']:g} CPU minutes\n"
+        )
+    names = list(points)
+    if len(names) == 2 and all(reach[n] is not None for n in names):
+        text += f"CPU minutes to the 95% cut, {names[1]} / {names[0]}: {reach[names[1]] / reach[names[0]]:.1f}x\n"
+    elif len(names) == 2 and reach[names[0]] is not None:
+        text += f"{names[0]} reached the 95% cut at {reach[names[0]]:g} CPU minutes; {names[1]} not within the budget\n"
+    return text
+
+
+def plot_curve(result: dict, path: Path) -> None:
+    """A line chart (PIL; the pack needs no plotting library): red rate against CPU minutes."""
+    from PIL import Image, ImageDraw
+
+    width, height, left, bottom, top, right = 640, 400, 60, 50, 30, 170
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    xmax = max(p["cpu_minutes"] for ps in result["points"].values() for p in ps) or 1.0
+
+    def xy(minutes: float, rate: float) -> tuple[float, float]:
+        return (left + minutes / xmax * (width - left - right), height - bottom - rate * (height - top - bottom))
+
+    draw.line([xy(0, 0), xy(xmax, 0)], fill="black")
+    draw.line([xy(0, 0), xy(0, 1)], fill="black")
+    for k in range(0, 11, 2):
+        draw.text((xy(0, k / 10)[0] - 35, xy(0, k / 10)[1] - 6), f"{k * 10}%", fill="black")
+        draw.line([xy(0, k / 10), xy(xmax, k / 10)], fill=(225, 225, 225))
+    for k in range(int(xmax) + 1):
+        draw.text((xy(k, 0)[0] - 3, xy(k, 0)[1] + 6), str(k), fill="black")
+    target = 0.05 * result["base_red_rate"]
+    draw.line([xy(0, target), xy(xmax, target)], fill=(150, 150, 150))
+    draw.text((xy(xmax, target)[0] + 5, xy(xmax, target)[1] - 6), "95% cut", fill=(110, 110, 110))
+    draw.text((left, height - 22), "training CPU minutes (one thread)", fill="black")
+    draw.text((left, 8), "red rate on held-out red and synonym prompts", fill="black")
+    colours = [(200, 30, 30), (40, 70, 215), (40, 160, 60)]
+    for n, (name, ps) in enumerate(result["points"].items()):
+        line = [xy(p["cpu_minutes"], p["red_rate"]) for p in ps]
+        draw.line(line, fill=colours[n % 3], width=3)
+        for x, y in line:
+            draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colours[n % 3])
+        draw.text((width - right + 15, top + 20 * n), name, fill=colours[n % 3])
+    image.save(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--cpu-minutes", type=float, default=6.0, help="training budget per method, CPU minutes of one core (default 6)"
+        "--cpu-minutes",
+        type=float,
+        default=10.0,
+        help="training budget per method, CPU minutes of one core (default 10)",
     )
-    parser.add_argument("--images-per-prompt", type=int, default=2, help="eval images per prompt (default 2)")
+    parser.add_argument("--images-per-prompt", type=int, default=8, help="eval images per prompt (default 8)")
     parser.add_argument("--out", default=str(ROOT / "test-artifacts" / "efficacy"))
     parser.add_argument(
         "--parallel", type=int, default=os.cpu_count() or 1, help="trainers at once (default: one per core)"
     )
-    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="*", default=[*METHODS, "DDPO (trl)"], choices=[*METHODS, "DDPO (trl)"])
+    parser.add_argument(
+        "--marks", nargs="*", type=float, default=[1, 2, 3, 4, 6, 8],
+        help="CPU minutes at which the RL trainers' LoRAs are kept for the curve (and the budget's end)",
+    )  # fmt: skip
+    parser.add_argument("--curve-images", type=int, default=4, help="curve: eval images per held-out prompt")
+    parser.add_argument(
+        "--trl-python", default=str(ROOT / ".venv-bench" / "bin" / "python"), help="python with trl 0.23.1"
+    )
+    parser.add_argument("--ddpo-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ddpo_child:
+        return ddpo_child(Path(args.ddpo_child), args.cpu_minutes, args.marks)
     if not (TOY / "model_index.json").is_file():
         sys.stderr.write(f"no toy model in {TOY}: it ships with the repository (or `make toy-model` makes it)\n")
         return 2
+    if "DDPO (trl)" in args.methods and not Path(args.trl_python).is_file():
+        sys.stderr.write(f"no {args.trl_python}: `make bench-efficacy` sets up .venv-bench with trl 0.23.1\n")
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    groups = prompts_by_group()
+    train_groups, groups = prompts_by_group(TRAIN_TEMPLATES), prompts_by_group(HELDOUT_TEMPLATES)
     prompts_csv = out / "prompts.csv"
     with open(prompts_csv, "w", newline="") as f:
         writer = csv.writer(f)
@@ -293,11 +556,14 @@ def main() -> int:
         writer.writerows([p, g] for g, ps in groups.items() for p in ps)
 
     def run(name: str) -> dict:
-        job = out / "jobs" / name.lower().replace(" ", "-")
+        job = out / "jobs" / slug(name)
         shutil.rmtree(job, ignore_errors=True)
         job.parent.mkdir(parents=True, exist_ok=True)
         sys.stderr.write(f"training {name} for {args.cpu_minutes:g} CPU minutes ...\n")
-        return train_method(name, job, args.cpu_minutes, groups)
+        if name == "DDPO (trl)":
+            return train_ddpo(job, args.cpu_minutes, train_groups, tuple(args.marks), args.trl_python)
+        marks = tuple(args.marks) if name in CURVE_METHODS else ()
+        return train_method(name, job, args.cpu_minutes, train_groups, marks)
 
     # one torch thread per trainer: as many run at once as there are cores, each on its own budget
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
@@ -306,13 +572,18 @@ def main() -> int:
     results, rows = {}, {}
     for name, run in {"base": None, **runs}.items():
         sys.stderr.write(f"evaluating {name} ...\n")
-        folder = out / "eval" / name.lower().replace(" ", "-")
+        folder = out / "eval" / slug(name)
         results[name] = evaluate_model(run["lora"] if run else None, prompts_csv, folder, args.images_per_prompt)
-        rows[name] = {**(run or {}), **measures(results[name], groups, ALTERNATIVE.get(name))}
+        rows[name] = {
+            **({k: v for k, v in run.items() if k != "curve"} if run else {}),
+            **measures(results[name], groups, ALTERNATIVE.get(name)),
+        }
     grid(results, groups, out)
     n = {g: len(ps) * args.images_per_prompt for g, ps in groups.items()}
     text = (
-        f"Toy world efficacy: {args.cpu_minutes:g} CPU minutes (one thread) of training per method; eval on "
+        f"Toy world efficacy: {args.cpu_minutes:g} CPU minutes (one thread) of training per method, on prompts of "
+        f"templates {', '.join(TEMPLATES[i] for i in TRAIN_TEMPLATES)}; eval on the held-out templates "
+        f"{', '.join(TEMPLATES[i] for i in HELDOUT_TEMPLATES)}: "
         f"{n['red']} red-prompt, {n['synonym']} synonym-prompt and {n['benign']} benign-prompt images "
         f"(seeds from {EVAL_SEED}, DDIM 30 steps, guidance 7.5)\n\n"
         + table(rows)
@@ -320,9 +591,20 @@ def main() -> int:
         + "\n".join(verdicts(rows))
         + "\n"
     )
+    curve_result = None
+    if any(name in runs for name in CURVE_METHODS):
+        sys.stderr.write("evaluating the curve ...\n")
+        curve_result = curve(runs, groups, out, args.curve_images, rows["base"])
+        plot_curve(curve_result, out / "curve.png")
+        text += (
+            f"\nRed rate against training CPU minutes ({args.curve_images} images per held-out prompt, "
+            f"seeds from {EVAL_SEED}; curve.png):\n\n" + curve_text(curve_result)
+        )
     sys.stdout.write(text)
     (out / "efficacy.md").write_text(text)
-    (out / "efficacy.json").write_text(json.dumps({"cpu_minutes": args.cpu_minutes, "rows": rows}, indent=1))
+    (out / "efficacy.json").write_text(
+        json.dumps({"cpu_minutes": args.cpu_minutes, "rows": rows, "curve": curve_result}, indent=1)
+    )
     return 0
 
 

@@ -21,7 +21,7 @@ class Reward(io.ComfyNode):
             display_name="ShieldDiff Reward",
             category="ShieldDiff/alignment",
             is_output_node=True,
-            description="reward = w_clip * CLIP(image, safe text) + w_nude * (1 - nudity): the reward ShieldDiff "
+            description="reward = w_clip * CLIP(image, safe text) + w_nude * (1 - nudity score): the reward ShieldDiff "
             "training maximises. Without CLIP weights the CLIP part is 0.",
             inputs=[
                 io.Image.Input("images"),
@@ -75,7 +75,13 @@ class Reward(io.ComfyNode):
         report = {"formula": config.describe(), "images": [p.to_dict() for p in parts]}
         ui = {
             "shielddiff_reward": [
-                {"reward": round(p.reward, 4), "nudity": round(p.nudity, 4), "clip": round(p.clip, 4)} for p in parts
+                {
+                    "reward": round(p.reward, 4),
+                    "nudity": round(p.nudity, 4),
+                    "nudity_score": round(p.nudity_score, 4),
+                    "clip": round(p.clip, 4),
+                }
+                for p in parts
             ],
             "shielddiff_rule": [config.describe()],
         }

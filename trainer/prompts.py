@@ -103,19 +103,41 @@ def load_prompt_file(path: str | Path) -> list[str]:
 
 
 class PromptMixer:
-    """Draws batches mixing unsafe and benign prompts at a ratio, from a seed (reproducible)."""
+    """Draws batches mixing unsafe and benign prompts at a ratio, from a seed (reproducible).
+
+    Prompt lists are de-duplicated (order kept), so a prompt listed twice is not drawn twice as often.
+    With `group_size` K a batch of n holds ceil(n / K) prompts, each K times in a row (its group; the
+    last one smaller when K does not divide n); when the
+    ratio is strictly between 0 and 1 and the batch holds at least two prompts, it has at least one
+    unsafe and one benign prompt.
+    """
 
     def __init__(self, unsafe: list[str], benign: list[str], unsafe_ratio: float = 0.5):
         if unsafe_ratio > 0 and not unsafe:
             raise PromptError("no unsafe prompts: give some, or set prompts.unsafe_ratio = 0")
         if unsafe_ratio < 1 and not benign:
             raise PromptError("no benign prompts: give some, or set prompts.unsafe_ratio = 1")
-        self.unsafe, self.benign, self.ratio = list(unsafe), list(benign), unsafe_ratio
+        self.unsafe, self.benign = list(dict.fromkeys(unsafe)), list(dict.fromkeys(benign))
+        self.ratio = unsafe_ratio
 
-    def draw(self, n: int, seed: int) -> list[tuple[str, bool]]:
+    def draw(self, n: int, seed: int, group_size: int = 1) -> list[tuple[str, bool]]:
+        if group_size < 1:
+            raise PromptError(f"group size must be >= 1, got {group_size}")
         rng = random.Random(seed)
-        n_unsafe = round(n * self.ratio)
-        batch = [(rng.choice(self.unsafe), True) for _ in range(n_unsafe)]
-        batch += [(rng.choice(self.benign), False) for _ in range(n - n_unsafe)]
-        rng.shuffle(batch)
-        return batch
+        g = -(-n // group_size)
+        n_unsafe = round(g * self.ratio)
+        if 0 < self.ratio < 1 and g >= 2:
+            n_unsafe = min(max(n_unsafe, 1), g - 1)
+        elif 0 < self.ratio < 1:  # one prompt: unsafe with the ratio's probability
+            n_unsafe = int(rng.random() < self.ratio)
+        picked = [(p, True) for p in _pick(rng, self.unsafe, n_unsafe)]
+        picked += [(p, False) for p in _pick(rng, self.benign, g - n_unsafe)]
+        rng.shuffle(picked)
+        return [item for item in picked for _ in range(group_size)][:n]
+
+
+def _pick(rng: random.Random, prompts: list[str], k: int) -> list[str]:
+    """k prompts, distinct while the list has enough (then drawn with replacement)."""
+    if k <= len(prompts):
+        return rng.sample(prompts, k)
+    return [rng.choice(prompts) for _ in range(k)]

@@ -108,7 +108,8 @@ def test_every_scoring_node_in_one_workflow(comfy, clip_weights):
     assert -1.0 <= score <= 1.0
     parts = json.loads(out["12"]["text"][0])
     image = parts["images"][0]
-    assert image["reward"] == pytest.approx(2.5 * image["clip"] + 1.0 * (1 - image["nudity"]))
+    assert image["reward"] == pytest.approx(2.5 * image["clip"] + 1.0 * (1 - image["nudity_score"]))
+    assert image["nudity_score"] >= image["nudity"]  # the trained score is at least the rule's max
     assert image["safe_text"] == "a person, fully clothed"
     assert out["5"]["shielddiff_reward"][0]["nudity"] >= 0.6
 

@@ -37,6 +37,23 @@ def test_mix_ratio_and_reproducibility():
     assert all(not u for _, u in PromptMixer([], ["b"], 0.0).draw(4, 0))
 
 
+def test_group_draw_repeats_each_prompt_for_its_group_and_mixes_both_kinds_in_every_batch():
+    mixer = PromptMixer(["u1", "u2", "u1", "u3"], ["b1", "b2", "b2"], unsafe_ratio=0.5)
+    assert mixer.unsafe == ["u1", "u2", "u3"] and mixer.benign == ["b1", "b2"]  # de-duplicated, order kept
+    for seed in range(20):
+        batch = mixer.draw(16, seed=seed, group_size=4)
+        prompts = [p for p, _ in batch]
+        groups = [prompts[k : k + 4] for k in range(0, 16, 4)]
+        assert all(len(set(g)) == 1 for g in groups)  # 4 prompts, 4 samples each, in a row
+        assert len({g[0] for g in groups}) == 4  # distinct prompts while the lists have enough
+        assert sum(u for _, u in batch) == 8
+    lopsided = PromptMixer(["u1", "u2"], ["b1"], unsafe_ratio=0.9)
+    assert all(any(not u for _, u in lopsided.draw(8, seed=s, group_size=4)) for s in range(10))  # benign in each
+    assert [p for p, _ in PromptMixer(["u"], ["b"], 1.0).draw(6, 0, group_size=4)] == ["u"] * 6  # last group short
+    single = [PromptMixer(["u"], ["b"], 0.5).draw(4, seed, group_size=4)[0][1] for seed in range(40)]
+    assert 10 < sum(single) < 30  # one prompt per batch: unsafe about half the time, not never
+
+
 def test_every_reader_skips_an_indented_comment_and_keeps_a_hash_inside_a_prompt(tmp_path):
     text = "a nude figure\n  # note: indented comment\n\na #1 fan\n"
     (tmp_path / "p.txt").write_text(text)

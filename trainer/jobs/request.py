@@ -141,6 +141,8 @@ class TrainingRequest:
         config.lora.alpha = float(self.lora_rank)
         config.sample.steps = self.steps
         config.sample.batch_size = self.sample_batch_size
+        # groups of up to 4 samples per prompt, and at least two prompts (an unsafe and a benign one) per batch
+        config.sample.group_size = max(1, min(4, self.sample_batch_size // 2))
         config.sample.batches_per_epoch = self.batches_per_epoch
         config.train.epochs = self.epochs
         config.train.batch_size = self.train_batch_size

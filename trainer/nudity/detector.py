@@ -4,6 +4,12 @@ The rule (README.md, "Nodes"): an image's nudity is the highest detection confid
 NudeNet EXPOSED classes (default: buttocks, female breast, female genitalia, anus, male
 genitalia), and the image is nude when that nudity reaches the threshold (default 0.6).
 Every result names the rule it was judged by.
+
+Beside the verdict, each result has a continuous nudity score for training: the noisy-OR
+1 - prod(1 - c) over the confidences c of every detection of the rule's classes. It is at least
+the nudity (the max), rises with every one of those confidences (a second exposed part counts,
+and a detection at 0.95 is worse than one at 0.9 when another is present), and stays in [0, 1].
+The RL reward optimises it; the verdict (is_nude) stays the rule's.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "NudityRule",
     "get_detector",
     "judge",
+    "nudity_score",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +111,7 @@ class NudityResult:
     is_nude: bool
     detections: list[Detection] = field(default_factory=list)
     rule: str = ""
+    score: float = 0.0  # the continuous nudity score (module doc)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,8 +122,20 @@ def judge(detections: list[Detection], rule: NudityRule = NudityRule()) -> Nudit
     scores = [d.score for d in detections if d.label in rule.classes and math.isfinite(d.score)]
     nudity = float(max(scores, default=0.0))
     return NudityResult(
-        nudity=nudity, is_nude=nudity >= rule.threshold, detections=list(detections), rule=rule.describe()
+        nudity=nudity,
+        is_nude=nudity >= rule.threshold,
+        detections=list(detections),
+        rule=rule.describe(),
+        score=nudity_score(scores),
     )
+
+
+def nudity_score(confidences: list[float]) -> float:
+    """The continuous nudity score (module doc): 1 - prod(1 - c), each c clipped to [0, 1]."""
+    keep = 1.0
+    for c in confidences:
+        keep *= 1.0 - min(1.0, max(0.0, float(c)))
+    return 1.0 - keep
 
 
 class NudityDetector:

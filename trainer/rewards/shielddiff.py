@@ -1,8 +1,11 @@
 """The ShieldDiff reward: nudity removed, the prompt's safe meaning kept.
 
-    reward = w_clip * clip(image, safe_text) + w_nude * (1 - nudity(image))
+    reward = w_clip * clip(image, safe_text) + w_nude * (1 - nudity_score(image))
 
-- nudity: the NudeNet nudity of the image under the rule (trainer/nudity/detector.py), in [0, 1];
+- nudity_score: the continuous NudeNet score over the rule's exposed classes (trainer/nudity/detector.py:
+  1 - prod(1 - confidence), at least the rule's nudity, rising with every exposed-class
+  confidence), in [0, 1]. A reward on the rule's max alone is flat wherever one class is near 1;
+  the verdict (is_nude, and the nudity rate) stays the rule's;
 - clip: the cosine similarity of the image with the safe text (trainer/rewards/clip.py);
 - safe_text: `safe_template` with `{prompt}` replaced by the prompt, e.g. "{prompt}, fully clothed".
 Defaults w_clip = 2.5 (CLIPScore's rescaling, which puts a good match near 0.75) and
@@ -49,8 +52,8 @@ class RewardConfig:
 
     def describe(self) -> str:
         return (
-            f"reward = {self.w_clip:g} * clip(image, {self.safe_template!r}) + {self.w_nude:g} * (1 - nudity); "
-            + self.rule.describe()
+            f"reward = {self.w_clip:g} * clip(image, {self.safe_template!r}) + {self.w_nude:g} * (1 - nudity score); "
+            "nudity score = 1 - prod(1 - confidence) over the rule's classes; " + self.rule.describe()
         )
 
 
@@ -64,6 +67,7 @@ class RewardParts:
     clip: float
     safe_text: str
     detections: list[Detection] = field(default_factory=list)
+    nudity_score: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,8 +101,9 @@ class ShieldDiffReward:
         cfg = self.config
         return [
             RewardParts(
-                reward=cfg.w_clip * c + cfg.w_nude * (1.0 - v.nudity),
+                reward=cfg.w_clip * c + cfg.w_nude * (1.0 - v.score),
                 nudity=v.nudity,
+                nudity_score=v.score,
                 is_nude=v.is_nude,
                 clip=c,
                 safe_text=t,

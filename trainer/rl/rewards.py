@@ -94,7 +94,11 @@ def make_reward(section: RewardSection) -> RewardFn:
     def shielddiff(images, prompts):
         parts = reward(images, prompts)
         values = np.array([p.reward for p in parts])
-        named = {"nudity": np.array([p.nudity for p in parts]), "is_nude": np.array([float(p.is_nude) for p in parts])}
+        named = {
+            "nudity": np.array([p.nudity for p in parts]),
+            "nudity_score": np.array([p.nudity_score for p in parts]),
+            "is_nude": np.array([float(p.is_nude) for p in parts]),
+        }
         if clip is not None:  # without CLIP weights there is no CLIP part to report
             named["clip"] = np.array([p.clip for p in parts])
         return values, named

@@ -1,9 +1,10 @@
 """ShieldDiff RL: DDPO-style fine-tuning of a LoRA on the UNet, with importance sampling and clipping.
 
-Each epoch: sample images with log-probabilities (rewards are computed in a worker thread
-while the next batch samples), normalise rewards into advantages (per prompt, with a batch
-fallback), then take PPO-clipped policy-gradient steps over the recorded denoising steps,
-optionally with a KL penalty to the frozen model. Runs the same under `accelerate launch`.
+Each epoch: sample images with log-probabilities, `sample.group_size` samples of each prompt
+(rewards are computed in a worker thread while the next batch samples), normalise each reward
+within its prompt's group into an advantage (or by running per-prompt statistics), then take
+PPO-clipped policy-gradient steps over the trained window of denoising steps (the first, noisiest
+`train.early_steps` of them), optionally with a KL penalty to the frozen model. Runs the same under `accelerate launch`.
 Randomness comes from (seed, epoch, batch, process), so a resumed run repeats the
 uninterrupted one.
 """
@@ -39,7 +40,7 @@ from ..training.session import (
     lora_state,
     setup_models,
 )
-from .ppo import PerPromptStatTracker, clip_advantages, ppo_loss
+from .ppo import PerPromptStatTracker, clip_advantages, group_advantages, ppo_loss
 from .rewards import make_reward
 from .sampling import sample_with_logprob
 
@@ -75,7 +76,11 @@ def _sample_epoch(config, models, mixer, reward_fn, epoch, stop):
         for b in range(config.sample.batches_per_epoch):
             if stop.stop:
                 raise TrainingCancelled
-            drawn = mixer.draw(config.sample.batch_size, _seed(config.train.seed, epoch, b, acc.process_index, 1))
+            drawn = mixer.draw(
+                config.sample.batch_size,
+                _seed(config.train.seed, epoch, b, acc.process_index, 1),
+                config.sample.group_size,
+            )
             prompts = [p for p, _ in drawn]
             embeds = _encode(pipe, prompts, acc.device)
             generator = torch.Generator().manual_seed(_seed(config.train.seed, epoch, b, acc.process_index, 2))
@@ -107,17 +112,21 @@ def _advantages(config, acc, tracker, prompts, rewards) -> np.ndarray:
     all_rewards = (
         acc.gather(torch.as_tensor(rewards, device=acc.device)).cpu().numpy() if acc.num_processes > 1 else rewards
     )
+    adv = group_advantages(list(all_prompts), all_rewards, config.train.adv_std_floor)
     if config.train.per_prompt_stats:
-        adv = tracker.update(list(all_prompts), all_rewards)
-    else:
-        adv = (all_rewards - all_rewards.mean()) / (all_rewards.std() + 1e-6)
+        adv = tracker.update(list(all_prompts), all_rewards, fallback=adv)
     n = len(prompts)
     return adv[acc.process_index * n : (acc.process_index + 1) * n], np.asarray(all_rewards)
 
 
+def _window(config: RLConfig) -> int:
+    """How many denoising steps, from the first, training draws its timesteps from."""
+    return max(1, round(config.sample.steps * config.train.early_steps))
+
+
 def _timestep_chunks(config: RLConfig) -> list[range]:
     """The trained denoising steps of a sample, split into the groups that share one UNet call."""
-    n_train = max(1, round(config.sample.steps * config.train.timestep_fraction))
+    n_train = max(1, round(_window(config) * config.train.timestep_fraction))
     size = config.train.timestep_batch or n_train
     return [range(k, min(k + size, n_train)) for k in range(0, n_train, size)]
 
@@ -133,7 +142,8 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
     acc, unet, scheduler = models.accelerator, models.unet, models.pipe.scheduler
     latents, old_logps = samples["latents"], samples["log_probs"]
     embeds, timesteps = samples["prompt_embeds"], samples["timesteps"]
-    total, steps = latents.shape[0], timesteps.shape[0]
+    total, window = latents.shape[0], _window(config)
+    dims = latents[0, 0].numel()  # latent elements: log-probabilities are means over them
     chunks = _timestep_chunks(config)
     n_train = chunks[-1].stop
     adv = clip_advantages(
@@ -144,7 +154,7 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
     for inner in range(config.train.inner_epochs):
         gen = torch.Generator().manual_seed(_seed(config.train.seed, epoch, inner, acc.process_index, 3))
         order = torch.randperm(total, generator=gen)
-        chosen = torch.stack([torch.randperm(steps, generator=gen)[:n_train] for _ in range(total)])
+        chosen = torch.stack([torch.randperm(window, generator=gen)[:n_train] for _ in range(total)])
         for start in range(0, total, config.train.batch_size):
             idx = order[start : start + config.train.batch_size]
             for chunk in chunks:
@@ -159,7 +169,9 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
                 with acc.accumulate(unet), acc.autocast():
                     eps = guided_eps(unet, x_t, t, embeds[rows], negative, config.sample.guidance)
                     _, logp = _step_logprob(scheduler, eps, t, x_t, x_prev, config.sample.eta)
-                    loss, info = ppo_loss(adv[rows], logp, old_logps[rows, j].to(acc.device), config.train.clip_range)
+                    loss, info = ppo_loss(
+                        adv[rows], logp, old_logps[rows, j].to(acc.device), config.train.clip_range, dims
+                    )
                     kl = torch.zeros((), device=acc.device)
                     if config.train.kl_coef > 0:
                         base = acc.unwrap_model(unet)
@@ -180,6 +192,25 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
                 stats["clip_fraction"].append(float(info["clip_fraction"]))
                 stats["kl"].append(float(kl.detach()))
     return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+
+
+def _learning_rate(config: RLConfig, epoch: int) -> float:
+    """The epoch's learning rate: linear warm-up over `train.warmup_epochs`, then constant."""
+    warm = config.train.warmup_epochs
+    return config.train.learning_rate * (min(1.0, (epoch + 1) / warm) if warm else 1.0)
+
+
+def _rates(parts: dict[str, np.ndarray], unsafe: np.ndarray) -> dict[str, float | None]:
+    """The concept's rate (nudity, or red in the toy world) over the unsafe prompts' samples, the number
+    training should drive down, and separately over the benign prompts' samples (None where a kind
+    has no samples this epoch)."""
+    out: dict[str, float | None] = {}
+    for flag, name in (("is_nude", "nudity_rate"), ("is_red", "red_rate")):
+        if flag in parts:
+            values = parts[flag]
+            out[name] = float(values[unsafe].mean()) if unsafe.any() else None
+            out[f"{name}_benign"] = float(values[~unsafe].mean()) if (~unsafe).any() else None
+    return out
 
 
 def _step_logprob(scheduler, eps, t, x_t, x_prev, eta):
@@ -224,6 +255,9 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
         try:
             for epoch in tqdm(range(start, total), initial=start, total=total, disable=not main, desc="epochs"):
                 began, began_cpu = time.perf_counter(), time.process_time()
+                lr = _learning_rate(config, epoch)
+                for group in models.optimizer.param_groups:
+                    group["lr"] = lr
                 batches, results = _sample_epoch(config, models, mixer, reward_fn, epoch, stop)
                 rewards = np.concatenate([r for r, _ in results])
                 parts = {k: np.concatenate([p[k] for _, p in results]) for k in results[0][1]}
@@ -249,15 +283,13 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                         "unsafe_reward_mean": float(rewards[unsafe].mean()) if unsafe.any() else None,
                         "benign_reward_mean": float(rewards[~unsafe].mean()) if (~unsafe).any() else None,
                         **train_stats,
+                        "learning_rate": lr,
                         "samples_per_s": len(rewards) * acc.num_processes / seconds,
                         "epoch_seconds": seconds,
                         "cpu_seconds": time.process_time() - began_cpu,  # this process, all its threads
                         "peak_memory_mb": peak_memory_mb(acc.device),
                     }
-                    if "is_nude" in parts:
-                        metrics["nudity_rate"] = float(parts["is_nude"].mean())
-                    if "is_red" in parts:  # the toy world's stand-in for the nudity rate
-                        metrics["red_rate"] = float(parts["is_red"].mean())
+                    metrics.update(_rates(parts, unsafe))
                     job.append_metrics(metrics)
                     _save_samples(job, epoch, batches[0][3], batches[0][1], config.train.samples_to_save)
                     end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)

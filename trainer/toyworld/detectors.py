@@ -6,6 +6,13 @@
   grey mean (saturation below 0.25), reads "none". 100% right on rendered scenes.
 - Red score: the share of foreground pixels whose own hue is in the red band with saturation at
   least 0.35 (0 when the colour is "none"): a graded measure of the unsafe concept.
+- Graded red score (what the toy-red reward optimises): how deep the foreground's mean colour
+  (the one the colour verdict reads) sits inside the verdict's red region, in [0, 1]. Its hue part
+  falls linearly from 1 at pure red to 0 at the edges of the red hue band (0.07 towards orange,
+  0.9 towards magenta); its saturation part rises linearly from 0 at the verdict's grey limit
+  (0.25) to 1 at 0.5; the score is their product. It is above 0 exactly when the verdict is red,
+  so it falls only as the verdict moves towards "not red": darkening red (maroon) keeps hue and
+  saturation and earns nothing, any colour the detector reads as not red scores 0.
 - Background: "light" when the border's median brightness is at least 128, else "dark".
 - Shape: the CNN of shape_classifier.py (trained on renders and VAE reconstructions).
 """
@@ -29,8 +36,10 @@ __all__ = [
     "ToyDetector",
     "ToyReading",
     "get_toy_detector",
+    "graded_red",
     "read_background",
     "read_colour",
+    "read_red_score",
 ]
 
 DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[2] / "models" / "toyworld" / "shape_classifier"
@@ -38,10 +47,12 @@ MIN_FOREGROUND_PIXELS = 4
 MIN_DIFFERENCE = 40
 MIN_SATURATION = 0.25
 RED_SATURATION = 0.35
+RED_HUE_EDGES = (0.07, 0.9)  # the red band: hue < 0.07 or hue >= 0.9
+FULL_SATURATION = 0.5  # the graded score's saturation part is 1 from here
 
 
 def _hue_band(hue: float) -> str:
-    if hue < 0.07 or hue >= 0.9:
+    if hue < RED_HUE_EDGES[0] or hue >= RED_HUE_EDGES[1]:
         return "red"
     if hue < 0.22:
         return "yellow"
@@ -58,14 +69,37 @@ def read_background(image: np.ndarray) -> str:
     return "light" if float(np.median(_border(image).mean(axis=1))) >= 128 else "dark"
 
 
-def read_colour(image: np.ndarray) -> tuple[str, float]:
-    """(colour name or "none", red score in [0, 1]) of one HxWx3 uint8 image."""
+def _foreground(image: np.ndarray) -> np.ndarray | None:
+    """The strong foreground pixels (float RGB 0-255), or None when there are too few."""
     background = np.median(_border(image), axis=0)
     pixels = image.reshape(-1, 3).astype(np.float32)
     difference = np.abs(pixels - background).max(axis=1)
     top = float(difference.max())
     strong = pixels[difference >= max(MIN_DIFFERENCE, 0.6 * top)]
-    if len(strong) < MIN_FOREGROUND_PIXELS:
+    return strong if len(strong) >= MIN_FOREGROUND_PIXELS else None
+
+
+def graded_red(hue: float, saturation: float) -> float:
+    """The graded red score of a mean colour (module doc): > 0 exactly where the verdict reads red."""
+    low, high = RED_HUE_EDGES
+    hue_part = max(0.0, 1.0 - hue / low) if hue < 0.5 else max(0.0, 1.0 - (1.0 - hue) / (1.0 - high))
+    sat_part = min(1.0, max(0.0, (saturation - MIN_SATURATION) / (FULL_SATURATION - MIN_SATURATION)))
+    return float(hue_part * sat_part)
+
+
+def read_red_score(image: np.ndarray) -> float:
+    """The graded red score of one HxWx3 uint8 image (0 when no foreground is found)."""
+    strong = _foreground(image)
+    if strong is None:
+        return 0.0
+    hue, saturation, _ = colorsys.rgb_to_hsv(*(float(c) for c in strong.mean(axis=0) / 255.0))
+    return graded_red(hue, saturation)
+
+
+def read_colour(image: np.ndarray) -> tuple[str, float]:
+    """(colour name or "none", red share in [0, 1]) of one HxWx3 uint8 image."""
+    strong = _foreground(image)
+    if strong is None:
         return "none", 0.0
     mean = strong.mean(axis=0) / 255.0
     hue, saturation, _ = colorsys.rgb_to_hsv(*mean)
@@ -85,6 +119,7 @@ class ToyReading:
     shape: str
     shape_confidence: float
     background: str
+    red_score: float = 0.0  # the graded red score (module doc)
 
     @property
     def is_red(self) -> bool:
@@ -132,7 +167,7 @@ class ToyDetector:
         readings = []
         for image, (shape, confidence) in zip(arrays, shapes, strict=True):
             colour, red = read_colour(image)
-            readings.append(ToyReading(colour, red, shape, confidence, read_background(image)))
+            readings.append(ToyReading(colour, red, shape, confidence, read_background(image), read_red_score(image)))
         return readings
 
 

@@ -5,7 +5,10 @@
 - alignment: the share of what the prompt's safe meaning asks for that the image shows. For a
   prompt about a red thing (also "crimson", "scarlet") the safe meaning is its shape and, when
   the prompt names one, its background; for any other prompt it is colour, shape and background.
-- red: the detector's red score (share of red foreground pixels, detectors.py).
+- red: the detector's graded red score (detectors.py): above 0 exactly when the detector reads
+  the image as red, falling only as its colour moves towards the edge of the red region (towards
+  orange, magenta or grey); darkening red to maroon earns nothing, any colour that reads as not
+  red gets the full (1 - red) = 1. The share of red foreground pixels is reported as red_share.
 It stands in for the ShieldDiff reward (alignment for CLIP, red for nudity) in the toy world.
 """
 
@@ -36,19 +39,20 @@ class ToyRedConfig:
     def describe(self) -> str:
         return (
             f"reward = {self.w_align:g} * alignment(safe meaning: shape, background; colour unless red) "
-            f"+ {self.w_red:g} * (1 - red share of foreground pixels)"
+            f"+ {self.w_red:g} * (1 - graded red score: 0 for any colour the detector reads as not red)"
         )
 
 
 @dataclass
 class ToyRedParts:
     reward: float
-    red: float
+    red: float  # the graded red score the reward uses
     is_red: bool
     alignment: float
     colour: str
     shape: str
     background: str
+    red_share: float = 0.0  # share of red foreground pixels
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,13 +89,14 @@ class ToyRedReward:
             align = alignment(reading, prompt)
             parts.append(
                 ToyRedParts(
-                    reward=self.config.w_align * align + self.config.w_red * (1.0 - reading.red),
-                    red=reading.red,
+                    reward=self.config.w_align * align + self.config.w_red * (1.0 - reading.red_score),
+                    red=reading.red_score,
                     is_red=reading.is_red,
                     alignment=align,
                     colour=reading.colour,
                     shape=reading.shape,
                     background=reading.background,
+                    red_share=reading.red,
                 )
             )
         return parts

@@ -6,7 +6,10 @@ erase). Sections model, lora, train and output are shared.
 
 RL defaults follow DDPO's published settings where the ShieldDiff paper does not give its own
 (docs/training.md): 50 DDIM steps with eta 1, guidance 5, LoRA rank 4 on the UNet attention
-projections, lr 3e-4, clip range 1e-4, advantage clip 5, per-prompt reward statistics.
+projections, lr 3e-4, clip range 1e-4, advantage clip 5; advantages are normalised within each
+prompt's group of `sample.group_size` samples (GRPO-style; DDPO's running per-prompt statistics
+are an option). The presets `toy-rl` and `sd15-rl` are named sets for the toy world and SD1.5
+(docs/training.md).
 """
 
 from __future__ import annotations
@@ -28,6 +31,48 @@ PRESETS = {
     # ESD-style erasure as the same objective: a negative guidance target away from the concept,
     # no alternative, no constraint on the unconditional prediction (ESD-u/x's eta 1 is eta -1 here).
     "esd": ['train.method="all-but-one"', "erase.alternatives=[]", "erase.eta=-1.0", "erase.lambda_uncond=0.0"],
+    # ShieldDiff RL in the toy world (docs/toyworld.md): the settings bench-efficacy measures.
+    "toy-rl": [
+        'train.method="shielddiff-rl"',
+        "reward.kind=toy-red",
+        "reward.w_align=2.0",
+        "sample.steps=10",
+        "sample.guidance=7.5",
+        "sample.batch_size=16",
+        "sample.group_size=4",
+        "sample.batches_per_epoch=1",
+        'lora.targets=["attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0"]',
+        "train.batch_size=16",
+        "train.learning_rate=3e-3",
+        "train.warmup_epochs=5",
+        "train.early_steps=0.5",
+        "train.timestep_batch=0",
+        "train.inner_epochs=1",
+        "train.clip_range=1e-3",
+        "train.kl_coef=0.1",
+        "prompts.unsafe_ratio=0.5",
+    ],
+    # ShieldDiff RL on SD1.5 (docs/training.md "Presets"): the toy world's levers (groups of 4, the
+    # first half of 20 sampling steps trained, warm-up, KL to the frozen model) at DDPO's SD1.5 learning
+    # rate, clip range and guidance. Not measured on SD1.5 weights (none on the development machine).
+    "sd15-rl": [
+        'train.method="shielddiff-rl"',
+        "reward.kind=shielddiff",
+        "model.resolution=512",
+        "sample.steps=20",
+        "sample.guidance=5.0",
+        "sample.batch_size=8",
+        "sample.group_size=4",
+        "sample.batches_per_epoch=2",
+        "train.batch_size=4",
+        "train.learning_rate=3e-4",
+        "train.warmup_epochs=5",
+        "train.early_steps=0.5",
+        "train.inner_epochs=1",
+        "train.clip_range=1e-4",
+        "train.kl_coef=0.1",
+        "prompts.unsafe_ratio=0.5",
+    ],
 }
 
 
@@ -63,6 +108,11 @@ class SampleSection:
     guidance: float = _doc("classifier-free guidance scale", 5.0)
     batch_size: int = _doc("images per sampling batch (per process)", 4)
     batches_per_epoch: int = _doc("sampling batches per epoch (per process)", 2)
+    group_size: int = _doc(
+        "samples of each prompt in a sampling batch (K): a batch holds batch_size / K prompts (rounded up), "
+        "and each sample's advantage is its reward against its prompt's group (1: DDPO's one per prompt)",
+        4,
+    )
 
 
 @dataclass
@@ -72,7 +122,13 @@ class TrainSection:
     learning_rate: float = _doc("AdamW learning rate for the LoRA", 3e-4)
     batch_size: int = _doc("samples per optimisation step (per process)", 4)
     gradient_accumulation: int = _doc("optimisation batches accumulated per step", 1)
-    timestep_fraction: float = _doc("fraction of the denoising steps trained on per sample", 1.0)
+    timestep_fraction: float = _doc("fraction of the trained window's denoising steps trained on per sample", 1.0)
+    early_steps: float = _doc(
+        "the trained window: this fraction of the denoising steps, from the first (noisiest), where the "
+        "image's content is decided (1: every step)",
+        1.0,
+    )
+    warmup_epochs: int = _doc("epochs over which the learning rate rises linearly to its value (0: none)", 0)
     timestep_batch: int = _doc(
         "trained timesteps of each sample per UNet call (0: all at once); the same gradient, larger is faster "
         "on small models and uses more memory",
@@ -83,7 +139,16 @@ class TrainSection:
     adv_clip_max: float = _doc("advantages are clipped to +-this", 5.0)
     kl_coef: float = _doc("weight of a KL penalty to the frozen base model (0: off, as DDPO)", 0.0)
     max_grad_norm: float = _doc("gradient clipping", 1.0)
-    per_prompt_stats: bool = _doc("normalise rewards per prompt (else per batch)", True)
+    adv_std_floor: float = _doc(
+        "advantages divide by max(the group's reward std, this): a floor keeps reward noise in a group with "
+        "little spread from becoming a full-size advantage (0: plain normalisation)",
+        0.0,
+    )
+    per_prompt_stats: bool = _doc(
+        "normalise by running per-prompt statistics (DDPO's) once a prompt has stat_min_count rewards; "
+        "before that, and when off, by the prompt's group in the batch",
+        False,
+    )
     stat_buffer: int = _doc("rewards kept per prompt for its statistics", 16)
     stat_min_count: int = _doc("rewards a prompt needs before its own statistics are used", 16)
     seed: int = _doc("random seed", 0)
@@ -216,6 +281,11 @@ class RLConfig:
             (self.sample.steps >= 1, "sample.steps", "must be >= 1"),
             (1 <= self.sample.batch_size <= 256, "sample.batch_size", "must be in [1, 256]"),
             (self.sample.batches_per_epoch >= 1, "sample.batches_per_epoch", "must be >= 1"),
+            (self.sample.group_size >= 1, "sample.group_size", "must be >= 1"),
+            (0 < self.train.early_steps <= 1, "train.early_steps", "must be in (0, 1]"),
+            (self.train.warmup_epochs >= 0, "train.warmup_epochs", "must be >= 0"),
+            (self.train.adv_std_floor >= 0, "train.adv_std_floor", "must be >= 0"),
+            (self.train.inner_epochs >= 1, "train.inner_epochs", "must be >= 1"),
             (0 < self.train.timestep_fraction <= 1, "train.timestep_fraction", "must be in (0, 1]"),
             (self.train.timestep_batch >= 0, "train.timestep_batch", "must be >= 0 (0: all timesteps in one call)"),
             (self.train.clip_range > 0, "train.clip_range", "must be > 0"),

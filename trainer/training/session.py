@@ -22,6 +22,7 @@ __all__ = [
     "begin_run",
     "finish_training",
     "frozen",
+    "lora_file_from_state",
     "lora_fingerprint",
     "lora_state",
     "set_lora_state",
@@ -108,7 +109,7 @@ def set_lora_state(models: TrainingModels, state: dict[str, torch.Tensor]) -> No
     set_peft_model_state_dict(models.accelerator.unwrap_model(models.unet), state)
 
 
-def _to_lora_file(state: dict[str, torch.Tensor], alpha: float):
+def lora_file_from_state(state: dict[str, torch.Tensor], alpha: float):
     from ..lora.formats import LoraFile, LoraModule
 
     modules: dict = {}
@@ -144,7 +145,7 @@ def write_trained_lora(
         config_dict,
         summary,
     )
-    lora = _to_lora_file(state, config.lora.alpha)
+    lora = lora_file_from_state(state, config.lora.alpha)
     write_lora(lora, path, "kohya", metadata=meta)
     if config.output.diffusers_copy:
         write_lora(lora, path.with_name(path.stem + ".diffusers.safetensors"), "diffusers", metadata=meta)

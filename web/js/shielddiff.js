@@ -13,7 +13,7 @@ const FORMATTERS = {
   },
   ShieldDiffReward(message) {
     const rows = (message?.shielddiff_reward ?? []).map(
-      (r, i) => `#${i}: reward ${fmt(r.reward)} = clip ${fmt(r.clip)} | nudity ${fmt(r.nudity)}`
+      (r, i) => `#${i}: reward ${fmt(r.reward)} = clip ${fmt(r.clip)} | nudity score ${fmt(r.nudity_score)} (rule: ${fmt(r.nudity)})`
     );
     return withRule(rows, message);
   },

@@ -7,7 +7,10 @@ import { api } from "../../../scripts/api.js";
 
 const CHARTS = [
   ["reward_mean", "reward (mean)"],
-  ["nudity_rate", "nudity rate"],
+  ["nudity_rate", "nudity rate (unsafe prompts' samples)"],
+  ["nudity_rate_benign", "nudity rate (benign prompts' samples)"],
+  ["red_rate", "red rate (unsafe prompts' samples, toy world)"],
+  ["approx_kl", "approx. KL to the sampling policy (nats per step)"],
   ["clip_mean", "CLIP score (mean)"],
   ["nudity_mean", "nudity (mean)"],
   ["loss", "loss"],

@@ -32,6 +32,9 @@ def test_a_good_request_becomes_the_trainer_config(good, tmp_path):
     assert config.prompts.unsafe == ["a nude", "topless portrait", "naked swimmer"]
     assert config.prompts.benign == ["a cat"]
     assert (config.train.epochs, config.lora.rank, config.lora.alpha, config.reward.w_clip) == (7, 8, 8.0, 0.0)
+    # groups of up to 4 samples per prompt, and at least two prompts per sampling batch
+    sizes = {n: good(sample_batch_size=n, train_batch_size=1).to_config().sample.group_size for n in (1, 2, 4, 8, 16)}
+    assert sizes == {1: 1, 2: 1, 4: 2, 8: 4, 16: 4}
 
 
 @pytest.mark.parametrize(

@@ -68,3 +68,28 @@ def test_every_result_names_its_rule():
 def test_bad_rules_are_refused_with_the_value_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         NudityRule(**kwargs)
+
+
+def test_the_continuous_score_rises_with_every_exposed_class_confidence_and_keeps_the_verdict():
+    """The RL reward's nudity score: each confidence of a class the rule uses, raised alone, raises it
+    (also when another class is already near 1, where the rule's max is flat); classes outside the rule
+    do not move it; it is at least the max and at most 1, and the verdict stays the rule's."""
+    rule = NudityRule()
+    base = {label: 0.3 for label in DEFAULT_EXPOSED_CLASSES}
+    base[DEFAULT_EXPOSED_CLASSES[0]] = 0.97  # one class already near 1: the max is flat in the others
+
+    def result(confidences, extra=()):
+        return judge([Detection(k, v, (0, 0, 1, 1)) for k, v in confidences.items()] + list(extra), rule)
+
+    start = result(base)
+    assert start.nudity == pytest.approx(0.97) and start.is_nude
+    assert start.nudity <= start.score <= 1.0
+    for label in DEFAULT_EXPOSED_CLASSES:
+        for step in (0.01, 0.2):
+            higher = dict(base, **{label: min(1.0, base[label] + step)})
+            if higher[label] > base[label]:
+                assert result(higher).score > start.score, (label, step)
+    assert result(base, [Detection("FACE_FEMALE", 0.99, (0, 0, 1, 1))]).score == start.score
+    single = result({"ANUS_EXPOSED": 0.5})
+    assert single.score == pytest.approx(0.5) and not single.is_nude  # verdict unchanged: 0.5 < 0.6
+    assert result({}).score == 0.0

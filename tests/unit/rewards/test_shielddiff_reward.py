@@ -27,7 +27,8 @@ def test_reward_is_the_documented_formula(clip):
     for p, c, v in zip(parts, clips, verdicts, strict=True):
         assert p.clip == pytest.approx(c)
         assert p.nudity == pytest.approx(v.nudity)
-        assert p.reward == pytest.approx(2.0 * c + 3.0 * (1.0 - v.nudity))
+        assert p.nudity_score == pytest.approx(v.score) and p.nudity_score >= p.nudity
+        assert p.reward == pytest.approx(2.0 * c + 3.0 * (1.0 - v.score))
     assert parts[0].is_nude and not parts[1].is_nude
     assert parts[0].safe_text == "a woman, fully clothed"
     assert parts[0].reward < parts[1].reward + 2.0 * (clips[0] - clips[1]) + 1e-6  # nudity costs reward
@@ -36,7 +37,7 @@ def test_reward_is_the_documented_formula(clip):
 def test_without_clip_the_reward_is_the_nudity_part():
     parts = ShieldDiffReward(RewardConfig(w_nude=1.0), get_detector())([figure(), plain()], "x")
     assert [p.clip for p in parts] == [0.0, 0.0]
-    assert parts[1].reward == 1.0 and parts[0].reward == pytest.approx(1.0 - parts[0].nudity)
+    assert parts[1].reward == 1.0 and parts[0].reward == pytest.approx(1.0 - parts[0].nudity_score)
 
 
 def test_the_rule_is_the_one_configured():

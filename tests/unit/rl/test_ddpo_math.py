@@ -64,6 +64,9 @@ def test_ppo_loss_on_hand_computed_values():
     assert loss.item() == pytest.approx((-1.2 + 1.5 - 1.0) / 3)
     assert info["clip_fraction"].item() == pytest.approx(1.0)
     assert info["approx_kl"].item() == pytest.approx(0.5 * float((new**2).mean()))
+    # log-probabilities that are means over 1024 latent elements: approx_kl in nats of the whole latent
+    _, per_element = ppo_loss(adv, new / 1024, old, clip_range=0.2, dims=1024)
+    assert per_element["approx_kl"].item() == pytest.approx(0.5 * float((new**2).mean()), rel=1e-5)
     same, info = ppo_loss(adv, old, old, clip_range=0.2)
     assert same.item() == pytest.approx(-adv.mean().item()) and info["clip_fraction"].item() == 0.0
 
@@ -83,3 +86,29 @@ def test_per_prompt_stats_with_batch_fallback():
     restored.load_state_dict(tracker.state_dict())
     assert restored.update(["a"], np.array([4.0])).tolist() == tracker.update(["a"], np.array([4.0])).tolist()
     assert math.isfinite(tracker.update(["c"], np.array([1.0]))[0])
+
+
+def test_group_advantages_on_hand_computed_values():
+    from trainer.rl.ppo import group_advantages
+
+    prompts = ["a", "b", "a", "b", "a", "b"]
+    rewards = [1.0, 5.0, 2.0, 5.0, 3.0, 5.0]  # "a": mean 2, std sqrt(2/3); "b": all equal
+    adv = group_advantages(prompts, rewards)
+    s = math.sqrt(2 / 3)
+    assert np.allclose(adv, [-1 / s, 0.0, 0.0, 0.0, 1 / s, 0.0])
+    assert np.all(np.isfinite(adv)) and adv[[1, 3, 5]].tolist() == [0.0, 0.0, 0.0]  # equal group: zeros, no NaN
+    floored = group_advantages(prompts, rewards, std_floor=2.0)  # a floor above the spread: smaller advantages
+    assert np.allclose(floored, [-0.5, 0.0, 0.0, 0.0, 0.5, 0.0])
+    # prompts with one sample each have no group: normalised over those single-sample rewards
+    assert np.allclose(group_advantages(["x", "y", "z", "z"], [0.0, 2.0, 7.0, 7.0]), [-1.0, 1.0, 0.0, 0.0])
+    assert group_advantages(["x"], [3.0]).tolist() == [0.0]
+    with pytest.raises(ValueError, match="one prompt per reward"):
+        group_advantages(["x"], [1.0, 2.0])
+
+
+def test_running_statistics_fall_back_to_the_given_group_advantages():
+    tracker = PerPromptStatTracker(buffer_size=8, min_count=4)
+    fallback = np.array([0.5, -0.5])
+    assert tracker.update(["a", "a"], np.array([1.0, 2.0]), fallback=fallback).tolist() == [0.5, -0.5]
+    third = tracker.update(["a", "a"], np.array([3.0, 4.0]), fallback=np.zeros(2))  # 4 rewards now: its own stats
+    assert np.allclose(third, (np.array([3.0, 4.0]) - 2.5) / (np.std([1.0, 2.0, 3.0, 4.0]) + 1e-6))

@@ -1,6 +1,8 @@
 """The toy world: renders show what their prompts say, the detectors read renders back, the toy-red
 reward prefers a right image to a red one, and the trainer takes that reward by name."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,38 @@ def test_the_trainer_takes_the_toy_red_reward_by_name_with_named_parts():
     assert np.isfinite(values).all()
     with pytest.raises(ConfigError, match="toy-red"):
         make_reward(RewardSection(kind="toy-blue"))
+
+
+def test_graded_red_score_gives_darkening_no_credit_and_not_red_full_credit():
+    """The toy-red reward's red part on synthetic renders: maroon (red darkened) scores as red, every
+    colour the detector reads as not red scores 0 (full credit), and hues between pure red and the
+    edge of the detector's red band score in between, falling as the hue moves away from red."""
+    import colorsys
+
+    reward = ToyRedReward()
+    prompt = "a red circle on a light background"
+
+    def with_rgb(rgb):
+        s = scene("red", "circle", "light")
+        return render(Scene(s.colour, s.shape, s.background, s.colour_word, 0, rgb, s.grey, s.size, s.x, s.y))
+
+    def hue_rgb(hue, value=0.85):
+        return tuple(round(c * 255) for c in colorsys.hsv_to_rgb(hue % 1.0, 0.85, value))
+
+    red, maroon, dark_maroon = reward(
+        [with_rgb(hue_rgb(0.0)), with_rgb(hue_rgb(0.0, 0.5)), with_rgb((90, 8, 8))], prompt
+    )
+    assert red.is_red and maroon.is_red and dark_maroon.is_red
+    assert red.red == pytest.approx(1.0, abs=0.05)
+    assert maroon.reward <= red.reward + 1e-6 and dark_maroon.reward <= red.reward + 1e-6  # no credit for darkening
+    assert maroon.red >= 0.95 and dark_maroon.red >= 0.95
+    for rgb in [hue_rgb(0.1), hue_rgb(0.33), hue_rgb(0.62), hue_rgb(0.8), (128, 118, 118)]:  # not red to the detector
+        part = reward([with_rgb(rgb)], prompt)[0]
+        assert not part.is_red and part.red == 0.0 and part.reward == pytest.approx(part.alignment + 1.0), rgb
+    towards_orange = [reward([with_rgb(hue_rgb(h))], prompt)[0] for h in (0.0, 0.02, 0.035, 0.05, 0.065)]
+    towards_magenta = [reward([with_rgb(hue_rgb(h))], prompt)[0] for h in (0.0, -0.03, -0.06, -0.09)]
+    for path in (towards_orange, towards_magenta):
+        assert all(p.is_red for p in path)
+        scores = [p.red for p in path]
+        assert all(a > b for a, b in itertools.pairwise(scores)), scores  # in between, falling towards the edge
+        assert 0.0 < scores[-1] < 0.5

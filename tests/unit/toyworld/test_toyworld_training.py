@@ -22,6 +22,7 @@ def test_one_epoch_of_toy_red_training_reports_the_parts_and_its_lora_applies_in
             "model.resolution=32",
             "sample.steps=8",
             "sample.batch_size=4",
+            "sample.group_size=2",
             "sample.batches_per_epoch=1",
             "train.batch_size=4",
             "train.epochs=1",
@@ -34,7 +35,9 @@ def test_one_epoch_of_toy_red_training_reports_the_parts_and_its_lora_applies_in
     metrics = json.loads((tmp_path / "job" / "metrics.jsonl").read_text().splitlines()[0])
     for part in ("red", "is_red", "alignment"):
         assert 0.0 <= metrics[f"{part}_mean"] <= 1.0
-    assert metrics["red_rate"] == metrics["is_red_mean"]
+    # two prompts of 2 samples: one unsafe, one benign; the red rate is over the unsafe prompt's samples
+    assert metrics["red_rate"] in (0.0, 0.5, 1.0) and metrics["red_rate_benign"] in (0.0, 0.5, 1.0)
+    assert metrics["is_red_mean"] == pytest.approx((metrics["red_rate"] + metrics["red_rate_benign"]) / 2)
     assert metrics["reward_mean"] == pytest.approx(
         metrics["alignment_mean"] + 1.0 - metrics["red_mean"]
     )  # weights 1, 1
