@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 
 import comfy.lora
@@ -17,6 +18,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..trainer.lora.formats import LoraFormatError, read_lora, read_lora_header, state_dict_in
+from .lora_fit import fitting_patches
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,10 @@ def _module_name(key: str) -> str:
     return key
 
 
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+
+
 def _json_or_text(text: str):
     try:
         return json.loads(text)
@@ -121,6 +127,9 @@ class LoadShieldDiffLora(io.ComfyNode):
 
 def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip: float):
     """(patched model, patched clip, info): the loader's work, for any node that applies a LoRA."""
+    for label, value in (("strength_model", strength_model), ("strength_clip", strength_clip)):
+        if not math.isfinite(value):
+            raise ValueError(f"{label} is {value}: a LoRA strength must be a finite number (1.0 applies it fully)")
     path = _lora_path(lora_name)
     header = read_lora_header(path)
     family = model_family(model)
@@ -128,21 +137,37 @@ def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip
         state = state_dict_in(read_lora(path), "kohya")
     else:
         state = comfy.lora_convert.convert_lora(comfy.utils.load_torch_file(path, safe_load=True))
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all()))
+    if broken:
+        raise LoraFormatError(
+            f"{lora_name}: {len(broken)} of its tensors hold NaN or infinite values (e.g. {broken[0]}), which would "
+            "turn every image black: the file is damaged or its training diverged. Use another file."
+        )
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
     key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
-    loaded = comfy.lora.load_lora(state, key_map)
+    loaded = comfy.lora.load_lora(state, key_map, log_missing=False)
+    weights = model.model.state_dict() | clip.cond_stage_model.state_dict()
+    loaded, dropped = fitting_patches(loaded, weights)
     modules = {_module_name(k) for k in state}
-    missing = sorted(m for m in modules if m not in key_map)
+    target = {m: key_map[m] if isinstance(key_map[m], str) else key_map[m][0] for m in modules if m in key_map}
+    missing = sorted(m for m in modules if m not in target)
+    misfit = sorted(m for m in target if target[m] in dropped)
     total = len(modules)
+    applied = total - len(missing) - len(misfit)
     if not loaded:
         other = (
             f" It is a LoRA for {header.family}; the model is {family}."
             if header.family not in ("unknown", family)
             else ""
         )
+        why = (
+            f"none of its {total} LoRA modules match this model's weights"
+            if not misfit
+            else f"{len(misfit)} of its {total} LoRA modules are named like this model's weights but have other "
+            f"shapes (e.g. {misfit[0]}: {dropped[target[misfit[0]]]}), and {len(missing)} match no weight"
+        )
         raise LoraFormatError(
-            f"{lora_name}: none of its {total} LoRA modules match this model's weights, so it would change "
-            f"nothing.{other} Use a LoRA trained for this model."
+            f"{lora_name}: {why}, so it would change nothing.{other} Use a LoRA trained for this model."
         )
     out_model, out_clip = model, clip
     if strength_model != 0:
@@ -157,7 +182,7 @@ def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip
         "format": header.format,
         "family": header.family,
         "model_family": family,
-        "matched_modules": total - len(missing),
+        "matched_modules": applied,
         "modules": total,
         "method": meta.get("shielddiff.method", meta.get("ss_network_module", "unknown")),
         "base_model": meta.get("shielddiff.base_model", meta.get("ss_sd_model_name", "unknown")),
@@ -168,10 +193,13 @@ def apply_lora(model, clip, lora_name: str, strength_model: float, strength_clip
     ]
     if missing:
         info["unmatched"] = missing
+        lines.append(f"WARNING: {len(missing)} modules match no weight of this model and were skipped: {_few(missing)}")
+        log.warning("%s", lines[-1])
+    if misfit:
+        info["wrong_shape"] = misfit
         lines.append(
-            f"WARNING: {len(missing)} modules match no weight of this model and were skipped: "
-            + ", ".join(missing[:10])
-            + (" ..." if len(missing) > 10 else "")
+            f"WARNING: {len(misfit)} modules have other shapes than this model's weights and were skipped: "
+            + _few(misfit)
         )
         log.warning("%s", lines[-1])
     info["summary"] = "\n".join(lines)

@@ -8,6 +8,7 @@ on DDIM latents, and ComfyUI's VAE to latents. The LoRA is applied by the loader
 from __future__ import annotations
 
 import logging
+import math
 
 import comfy.model_management
 import comfy.model_sampling
@@ -49,6 +50,30 @@ def comfy_eps(patcher):
         return ((x_k - denoised.float()) / sigma.reshape(-1, 1, 1, 1)).float().cpu()
 
     return eps, 1.0 / (1.0 + sigmas.double() ** 2)
+
+
+DEFAULT_MAX_MEGAPIXELS = 4.0
+UNET_HALVINGS = 3  # SD1.x and SDXL UNets halve the latent three times
+
+
+def check_size(image: torch.Tensor, vae, max_megapixels: float) -> None:
+    """Refuse an image the VAE and UNet cannot take (too small), or one above the user's size limit."""
+    height, width = int(image.shape[1]), int(image.shape[2])
+    ratio = vae.downscale_ratio if isinstance(getattr(vae, "downscale_ratio", None), int) else 8
+    least = ratio * 2**UNET_HALVINGS
+    if min(height, width) < least:
+        raise ValueError(
+            f"Purify Image: the image is {width}x{height} px; this VAE and model need at least {least}x{least} px "
+            f"(latents are 1/{ratio} of the image and the model halves them {UNET_HALVINGS} times). Upscale it first."
+        )
+    if not math.isfinite(max_megapixels) or max_megapixels <= 0:
+        raise ValueError(f"Purify Image: max_megapixels is {max_megapixels}; it must be a positive number")
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise ValueError(
+            f"Purify Image: the image is {width}x{height} px ({megapixels:.2f} MP), above max_megapixels "
+            f"{max_megapixels:g}: raise max_megapixels if your machine has the memory, or downscale the image."
+        )
 
 
 def _encode(patcher, clip, text: str, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -114,6 +139,16 @@ class PurifyImage(io.ComfyNode):
                     tooltip="Strength of the erasure LoRA in the regeneration (model and text encoder). 0 "
                     "regenerates with the base model.",
                 ),
+                io.Float.Input(
+                    "max_megapixels",
+                    default=DEFAULT_MAX_MEGAPIXELS,
+                    min=0.001,
+                    max=1024.0,
+                    step=0.1,
+                    optional=True,
+                    tooltip="Larger images are refused, to keep a run within memory; raise it if your machine "
+                    "has the memory for the image.",
+                ),
             ],
             outputs=[io.Image.Output("IMAGE", display_name="IMAGE")],
         )
@@ -131,15 +166,17 @@ class PurifyImage(io.ComfyNode):
         strength: float,
         guidance: float = 1.0,
         lora_strength: float = 1.0,
+        max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     ):
+        check_size(image, vae, max_megapixels)
         erased_model, erased_clip, info = apply_lora(model, clip, lora_name, lora_strength, lora_strength)
         eps_base, alphas = comfy_eps(model)
         eps_erased, _ = comfy_eps(erased_model)
-        eps_base = guided(eps_base, _encode(clip, ""), guidance)
-        eps_erased = guided(eps_erased, _encode(erased_clip, ""), guidance)
+        height, width = image.shape[1], image.shape[2]
+        eps_base = guided(eps_base, _encode(model, clip, "", height, width), guidance)
+        eps_erased = guided(eps_erased, _encode(erased_model, erased_clip, "", height, width), guidance)
         timesteps = inversion_timesteps(len(alphas), steps, strength)
         bar = comfy.utils.ProgressBar(max(1, 2 * len(timesteps)))
-        height, width = image.shape[1], image.shape[2]
         cond_base = _encode(model, clip, prompt, height, width)
         cond_erased = _encode(erased_model, erased_clip, prompt, height, width)
         comfy.model_management.load_models_gpu([model])

@@ -392,6 +392,32 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> bool:
     return False
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGTERM when `make run` dies, however it dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _Stop(Exception):  # noqa: N818 - a signal, not an error
+    """SIGINT, SIGTERM or SIGHUP arrived: stop ComfyUI and exit."""
+
+
+def _raise_stop(signum, _frame):
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C, kill and a closed terminal stop ComfyUI, even when the signal was ignored on inheritance
+    (a background job, nohup, some CI runners start us with SIGINT ignored)."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):  # Windows has no SIGHUP
+            signal.signal(getattr(signal, name), _raise_stop)
+
+
 def cmd_run(_args) -> int:
     comfy = setup()
     link_pack(comfy)
@@ -415,7 +441,13 @@ def cmd_run(_args) -> int:
         *cpu_flag(py),
     ]
     log.info("[start ComfyUI] %s (in %s)", " ".join(cmd), comfy)
-    proc = subprocess.Popen(cmd, cwd=comfy, start_new_session=True)
+    _stop_on_signals()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=comfy,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def stop(*_):
@@ -427,7 +459,6 @@ def cmd_run(_args) -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
     try:
         if not wait_until_up(url, proc, timeout=180):
             stop()
@@ -440,9 +471,12 @@ def cmd_run(_args) -> int:
             url,
         )
         proc.wait()
-    except KeyboardInterrupt:
-        log.info("stopping ComfyUI")
+    except (KeyboardInterrupt, _Stop) as why:
+        log.info("stopping ComfyUI (%s)", why or "Ctrl-C")
     finally:
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # a second signal must not cut the stop short
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
         stop()
     return 0
 

@@ -13,11 +13,21 @@ from trainer.lora.formats import write_lora
 
 
 def purify_workflow(
-    checkpoint: str, lora: str, strength: float, prefix: str, guidance: float = 1.0, lora_strength: float = 1.0
+    checkpoint: str,
+    lora: str,
+    strength: float,
+    prefix: str,
+    side: int = 64,
+    guidance: float = 1.0,
+    lora_strength: float = 1.0,
+    **extra,
 ) -> dict:
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
-        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0xC08040}},
+        "2": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": side, "height": side, "batch_size": 1, "color": 0xC08040},
+        },
         "3": {
             "class_type": "ShieldDiffPurifyImage",
             "inputs": {
@@ -31,6 +41,7 @@ def purify_workflow(
                 "strength": strength,
                 "guidance": guidance,
                 "lora_strength": lora_strength,
+                **extra,
             },
         },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": f"{prefix}-purified"}},
@@ -57,6 +68,24 @@ def test_purify_image_runs_and_strength_zero_is_the_vae_round_trip(comfy, demo_c
     for kwargs in ({"lora_strength": 0.0}, {"guidance": 3.0}):
         other = comfy.run(purify_workflow(demo_checkpoint.name, "purify-test.safetensors", 0.75, "o", **kwargs), 300)
         assert not np.array_equal(saved(comfy, other, "4"), purified), kwargs
+
+
+def purify_error(comfy, workflow) -> str:
+    entry = comfy.wait(comfy.queue(workflow), timeout=300)
+    assert entry["status"]["status_str"] == "error"
+    (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    return error["exception_message"]
+
+
+def test_purify_refuses_images_too_small_for_the_vae_and_above_the_size_limit(comfy, demo_checkpoint):
+    write_lora(demo_lora(seed=3), comfy.base_dir / "models" / "loras" / "purify-size.safetensors", "kohya")
+    small = purify_error(comfy, purify_workflow(demo_checkpoint.name, "purify-size.safetensors", 0.5, "tiny", side=4))
+    assert "the image is 4x4 px; this VAE and model need at least 64x64 px" in small
+    limited = purify_workflow(demo_checkpoint.name, "purify-size.safetensors", 0.5, "big", max_megapixels=0.002)
+    assert "above max_megapixels 0.002: raise max_megapixels" in purify_error(comfy, limited)
+    raised = purify_workflow(demo_checkpoint.name, "purify-size.safetensors", 0.0, "raised", max_megapixels=0.01)
+    assert saved(comfy, comfy.run(raised, timeout=300), "4").shape == (64, 64, 3)
+    assert comfy.alive()
 
 
 def test_an_erasure_job_from_the_training_node_finishes_and_its_lora_loads(comfy, demo_checkpoint):

@@ -171,3 +171,64 @@ def test_a_name_outside_the_loras_folder_is_refused(comfy, demo_checkpoint):
             (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
             assert "is not in ComfyUI's loras folder" in error["exception_message"], name
     assert comfy.alive()
+
+
+def shaped_lora(seed: int, context_width: int, width: int = 320):
+    """The demo LoRA with other widths: `context_width` for the cross-attention keys and values (SD2
+    uses 1024 where SD1.5 has 768), `width` for every UNet projection's output."""
+    from trainer.lora.formats import LoraModule
+
+    made = demo_lora(seed=seed, text_encoder=False)
+    for (component, path), m in list(made.modules.items()):
+        wide = path.endswith(("attn2.to_k", "attn2.to_v"))
+        made.modules[(component, path)] = LoraModule(
+            torch.randn(4, context_width if wide else m.down.shape[1]) * 0.1, torch.randn(width, 4) * 0.1, m.alpha
+        )
+    return made
+
+
+def test_modules_of_other_shapes_are_not_counted_as_applied(comfy, demo_checkpoint, lora):
+    """An SD2-style LoRA (1024-wide cross-attention context) on an SD1.5 model: its 8 key/value
+    modules cannot be added to the weights; the node says so instead of '32 of 32'."""
+    write_lora(shaped_lora(3, context_width=1024), comfy.base_dir / "models" / "loras" / "sd2-style.safetensors")
+    before = len(comfy.log())
+    entry = comfy.run(graph(demo_checkpoint.name, loader(name="sd2-style.safetensors"), txt2img("sd2")), timeout=300)
+    summary = entry["outputs"]["2"]["shielddiff_lora"][0]
+    assert summary.startswith("sd2-style.safetensors: 24 of 32 LoRA modules applied"), summary
+    assert "WARNING: 8 modules have other shapes than this model's weights" in summary
+    assert "ERROR lora" not in comfy.log()[before:]  # only patches that fit reach the sampler
+
+
+def test_a_lora_of_which_nothing_fits_is_refused(comfy, demo_checkpoint, lora):
+    """Named like the model's weights, every tensor of another width: ComfyUI would drop every patch
+    and sample the base model's image, so the node refuses it."""
+    write_lora(
+        shaped_lora(4, context_width=1024, width=640), comfy.base_dir / "models" / "loras" / "misfit.safetensors"
+    )
+    tail = {"20": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}}
+    message = run_error(comfy, graph(demo_checkpoint.name, loader(name="misfit.safetensors"), tail))
+    assert "32 of its 32 LoRA modules are named like this model's weights but have other shapes" in message
+    assert "so it would change nothing" in message
+    assert comfy.alive()
+
+
+def test_nan_strength_and_nan_weights_are_refused(comfy, demo_checkpoint, lora):
+    """NaN would turn every image black: refused like any other bad input."""
+    tail = {"20": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}}
+    for strengths, named in (((float("nan"), 1.0), "strength_model is nan"), ((1.0, float("inf")), "strength_clip")):
+        body = json.dumps(
+            {"prompt": graph(demo_checkpoint.name, loader(*strengths), tail)}
+        )  # NaN as JavaScript sends it
+        r = comfy.post("/prompt", data=body, headers={"Content-Type": "application/json"})
+        if r.status_code == 400:  # refused by ComfyUI's validation
+            assert "strength" in r.text, r.text
+        else:
+            entry = comfy.wait(r.json()["prompt_id"], timeout=300)
+            (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+            assert named in error["exception_message"]
+    poisoned = demo_lora(seed=5)
+    next(iter(poisoned.modules.values())).up[0, 0] = float("nan")
+    write_lora(poisoned, comfy.base_dir / "models" / "loras" / "nan.safetensors")
+    message = run_error(comfy, graph(demo_checkpoint.name, loader(name="nan.safetensors"), tail))
+    assert "1 of its tensors hold NaN or infinite values" in message
+    assert comfy.alive()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from support.training_jobs import job, start_job, strict_json, train_workflow, trainer_pid, wait_for
+from support.training_jobs import job, start_job, status_file, strict_json, train_workflow, trainer_pid, wait_for
 
 
 def txt2img(checkpoint: str, seed: int = 0) -> dict:
@@ -156,6 +156,9 @@ BAD = [
     ({"checkpoint": "no-such-model.safetensors"}, "no-such-model.safetensors"),
     ({"lora_name": "../escape"}, "without folders or path separators"),
     ({"lora_name": "sub/dir"}, "without folders or path separators"),
+    ({"lora_name": "nul"}, "reserved on Windows"),
+    ({"lora_name": "COM1.safetensors"}, "reserved on Windows"),
+    ({"lora_name": "lpt9.backup"}, "reserved on Windows"),
     ({"epochs": 0}, "epochs"),
     ({"sample_batch_size": 100000}, "sample_batch_size"),
     ({"train_batch_size": 3}, "train_batch_size"),
@@ -190,3 +193,45 @@ def test_an_existing_lora_name_is_refused(comfy, demo_checkpoint):
     assert "'taken' already exists" in str(entry["status"]["messages"])
     assert jobs_dirs(comfy) == before
     assert (comfy.base_dir / "models" / "loras" / "taken.safetensors").read_bytes() == b"the user's LoRA"
+
+
+def test_a_cancel_accepted_at_the_end_of_the_last_epoch_publishes_no_lora(comfy, demo_checkpoint):
+    """The trainer is frozen (SIGSTOP) right after its last epoch's status, the cancel is accepted,
+    then the trainer goes on: the job ends cancelled, resumable, and models/loras holds no LoRA."""
+    for attempt in range(3):
+        name = f"late-cancel-{attempt}"
+        job_id = start_job(comfy, demo_checkpoint.name, name, epochs=1)
+        pid = trainer_pid(comfy, job_id)
+        while (status := status_file(comfy, job_id)).get("state") == "running" and status.get("epoch") != 1:
+            time.sleep(0.005)
+        if status.get("state") != "running":
+            continue  # the trainer finished between two looks: try again
+        os.killpg(pid, signal.SIGSTOP)
+        try:
+            answer = comfy.post(f"/shielddiff/jobs/{job_id}/cancel")
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+        assert answer.ok, answer.text
+        ended = wait_for(comfy, job_id, ("done", "failed", "cancelled"), timeout=300)
+        assert ended["state"] == "cancelled", ended
+        assert ended["resumable"]
+        assert not (comfy.base_dir / "models" / "loras" / f"{name}.safetensors").exists()
+        return
+    raise AssertionError("three trainers finished before their last epoch's status could be seen")
+
+
+@pytest.mark.parametrize("origin", ["null", "http://127.0.0.1"])
+def test_routes_that_change_jobs_refuse_other_origins(comfy, demo_checkpoint, origin):
+    """A sandboxed page or file (Origin: null), or a page on another port of this host, which ComfyUI's
+    own check lets through, cannot change a job through the user's browser."""
+    job_id = start_job(comfy, demo_checkpoint.name, f"origin-{len(origin)}", epochs=200)
+    try:
+        for action in ("cancel", "resume", "publish"):
+            answer = comfy.post(f"/shielddiff/jobs/{job_id}/{action}", headers={"Origin": origin})
+            assert answer.status_code == 403, (action, answer.status_code, answer.text)
+            assert f"comes from origin {origin!r}" in strict_json(answer)["error"]
+        assert job(comfy, job_id)["state"] in ("queued", "running")
+    finally:
+        own = comfy.post(f"/shielddiff/jobs/{job_id}/cancel", headers={"Origin": comfy.url})  # the panel's request
+    assert own.ok, own.text
+    assert wait_for(comfy, job_id, ("cancelled",), timeout=120)["state"] == "cancelled"

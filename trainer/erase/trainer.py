@@ -398,8 +398,8 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                     save_samples(job, epoch, *_sample_images(models, config, prompts), config.train.samples_to_save)
                     end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)
                 acc.wait_for_everyone()
+            return finish_training(models, config, job, "all-but-one", stop)
         except TrainingCancelled:
             if main:
                 mark_cancelled(job, snapshot, done, total)
             raise
-    return finish_training(models, config, job, "all-but-one")

@@ -308,9 +308,9 @@ class JobManager:
         job.clear_cancel_request()
         status = job.read_status()
         state = status.get("state")
-        if state == "done" and code in (0, None):
+        if running.cancel_at is None and state == "done" and code in (0, None):
             self._publish(running.job_id, job)
-        elif running.cancel_at is not None or state == "cancelled":
+        elif running.cancel_at is not None or state == "cancelled":  # an accepted cancel publishes nothing
             epochs = int(status.get("epoch") or 0) if job.latest_checkpoint() else 0
             job.write_status(
                 "cancelled",
@@ -324,24 +324,57 @@ class JobManager:
         self._changed(running.job_id)
 
     def _publish(self, job_id: str, job: JobDir) -> None:
-        """Copy the finished LoRA into the LoRA folder under its name, or the next free `name-N`."""
+        """Copy the finished LoRA into the LoRA folder under its name, or the next free `name-N`. When the
+        folder cannot take it (read-only, full), the job fails with the cause and keeps its LoRA for `publish`."""
         status = job.read_status()
         source = job.path / "lora.safetensors"
         stem = status.get("lora_name") or job_id
-        self.loras_dir.mkdir(parents=True, exist_ok=True)
-        for n in range(1, 1000):
-            name = f"{stem}.safetensors" if n == 1 else f"{stem}-{n}.safetensors"
-            try:
-                atomic_copy_new(source, self.loras_dir / name)
-                break
-            except FileExistsError:
-                continue
-        else:
-            job.write_status("failed", pid=None, message=f"no free name for {stem} in {self.loras_dir}")
+        try:
+            self.loras_dir.mkdir(parents=True, exist_ok=True)
+            for n in range(1, 1000):
+                name = f"{stem}.safetensors" if n == 1 else f"{stem}-{n}.safetensors"
+                try:
+                    atomic_copy_new(source, self.loras_dir / name)
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                job.write_status("failed", pid=None, message=f"no free name for {stem} in {self.loras_dir}")
+                return
+        except OSError as exc:
+            message = (
+                f"the LoRA could not be copied into {self.loras_dir}: {exc.strerror or exc}. It is kept in the job "
+                f"folder ({source}); make room or make the folder writable, then Publish again."
+            )
+            job.write_status("failed", pid=None, message=message, publish_failed=True)
+            log.error("job %s: %s", job_id, message)
             return
         note = "" if n == 1 else f" ({stem}.safetensors appeared meanwhile; not overwritten)"
-        job.write_status("done", pid=None, lora_file=name, message=f"saved loras/{name}{note}", finished_at=time.time())
+        job.write_status(
+            "done",
+            pid=None,
+            lora_file=name,
+            publish_failed=False,
+            message=f"saved loras/{name}{note}",
+            finished_at=time.time(),
+        )
         log.info("job %s done: %s", job_id, self.loras_dir / name)
+
+    def publish(self, job_id: str) -> dict:
+        """Copy a finished job's LoRA into the LoRA folder again, after that copy failed."""
+        job = self._job(job_id)
+        with self._lock:
+            status = job.read_status()
+            if not (status.get("state") == "failed" and status.get("publish_failed")):
+                raise JobError(
+                    f"job {job_id} is {status.get('state')}: only a job whose LoRA could not be copied into the "
+                    "loras folder can be published again"
+                )
+            if not (job.path / "lora.safetensors").is_file():
+                raise JobError(f"job {job_id} has no LoRA in its folder any more: resume it to write it again")
+            self._publish(job_id, job)
+        self._changed(job_id)
+        return self.summary(job_id)
 
     def _recover(self) -> None:
         """After a restart: adopt a trainer still alive, settle jobs whose trainer is gone."""

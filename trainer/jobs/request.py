@@ -33,6 +33,8 @@ LIMITS = {
     "erase_lambda": (0.0, 100.0),
 }
 _LORA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+\-]{0,99}$")
+# Device names Windows reserves in every folder, with any extension ("nul.safetensors" is the null device).
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{i}" for d in ("com", "lpt") for i in range(1, 10)}
 
 
 class RequestError(ConfigError):
@@ -50,6 +52,11 @@ def check_lora_name(name: str) -> str:
         raise RequestError(
             f"output name {name!r} must start with a letter or digit and hold only letters, digits, "
             "spaces and . _ + - (at most 100 characters)"
+        )
+    if stem.split(".")[0].rstrip(" ").lower() in _WINDOWS_RESERVED:
+        raise RequestError(
+            f"output name {name!r} is reserved on Windows for a device (CON, PRN, AUX, NUL, COM1-9, LPT1-9, with "
+            "any extension): choose another name"
         )
     return stem
 

@@ -40,6 +40,7 @@ def job_summary(job_id: str, job: JobDir, metrics: list[dict] | None = None) -> 
         "eta_s": eta_seconds(metrics, epoch, total) if state == "running" else None,
         "latest": metrics[-1] if metrics else None,
         "resumable": state in ("cancelled", "failed"),
+        "publishable": state == "failed" and bool(status.get("publish_failed")),
         "has_checkpoint": job.latest_checkpoint() is not None,
     }
     return finite(summary)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..diffusion.guidance import guided_eps
+from ..training.run import TrainingCancelled
 from .logprob import ddim_step_with_logprob
 
 __all__ = ["Trajectories", "sample_with_logprob"]
@@ -34,7 +35,9 @@ def sample_with_logprob(
     latent_shape: tuple[int, int, int],
     generator: torch.Generator,
     dtype: torch.dtype = torch.float32,
+    stop=None,
 ) -> Trajectories:
+    """With `stop` (a StopFlag), a stop request ends the sampling between two denoising steps."""
     device = prompt_embeds.device
     scheduler.set_timesteps(steps, device=device)
     b = prompt_embeds.shape[0]
@@ -42,6 +45,8 @@ def sample_with_logprob(
     latents = latents * scheduler.init_noise_sigma
     all_latents, all_logps = [latents], []
     for t in scheduler.timesteps:
+        if stop is not None and stop.stop:
+            raise TrainingCancelled
         eps = guided_eps(unet, latents, t, prompt_embeds, negative_embeds, guidance)
         latents, logp = ddim_step_with_logprob(scheduler, eps.to(latents.dtype), t, latents, eta, generator=generator)
         all_latents.append(latents)

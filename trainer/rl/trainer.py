@@ -96,6 +96,7 @@ def _sample_epoch(config, models, mixer, reward_fn, epoch, stop):
                 latent_shape=latent_shape,
                 generator=generator,
                 dtype=models.dtype,
+                stop=stop,
             )
             images = decode_images(pipe.vae, traj.latents[:, -1])
             futures.append(pool.submit(reward_fn, images, prompts))
@@ -293,8 +294,8 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                     _save_samples(job, epoch, batches[0][3], batches[0][1], config.train.samples_to_save)
                     end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)
                 acc.wait_for_everyone()
+            return finish_training(models, config, job, "shielddiff-rl", stop)
         except TrainingCancelled:
             if main:
                 mark_cancelled(job, snapshot, done, total)
             raise
-    return finish_training(models, config, job, "shielddiff-rl")

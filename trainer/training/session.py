@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..diffusion.guidance import encode_prompts
-from .run import seed
+from .run import TrainingCancelled, seed
 
 __all__ = [
     "TrainingModels",
@@ -159,23 +159,36 @@ def write_trained_lora(
     return path
 
 
-def finish_training(models: TrainingModels, config, job, method: str) -> Path:
+def finish_training(models: TrainingModels, config, job, method: str, stop=None) -> Path:
     """The end of a run: every process logs its LoRA's fingerprint (they must agree); the main process
-    writes the LoRA with the run's summary and marks the job done."""
+    writes the LoRA with the run's summary and marks the job done. A stop request (`stop`, a StopFlag)
+    that came in before the LoRA is written raises TrainingCancelled instead: a cancelled job writes
+    no LoRA."""
     from .config import config_to_dict
 
     acc = models.accelerator
     path = Path(config.output.lora_path) if config.output.lora_path else job.path / "lora.safetensors"
     state = lora_state(models)
     log.info("process %d of %d: LoRA sha256 %s", acc.process_index, acc.num_processes, lora_fingerprint(state))
+    _stop_requested(stop)
     if acc.is_main_process:
         history = job.read_metrics()
         total = config.train.epochs
         summary = {"epochs": total, "final": history[-1] if history else {}, "first": history[0] if history else {}}
         write_trained_lora(state, config, method, config_to_dict(config), summary, path)
+        if stop is not None and stop.stop:  # came in while the file was written: take it back
+            path.unlink(missing_ok=True)
+            path.with_name(path.stem + ".diffusers.safetensors").unlink(missing_ok=True)
+            _stop_requested(stop)
         job.write_status("done", epoch=total, total=total, message=f"wrote {path.name}", lora=str(path))
     acc.wait_for_everyone()
     return path
+
+
+def _stop_requested(stop) -> None:
+    if stop is not None and stop.stop:
+        log.warning("stop requested at the end of the run: the LoRA is not written")
+        raise TrainingCancelled
 
 
 def begin_run(models: TrainingModels, config, job, resume: bool) -> tuple[int, dict]:

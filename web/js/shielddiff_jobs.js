@@ -1,5 +1,5 @@
 // ShieldDiff training panel: a sidebar tab listing training jobs with their state, progress,
-// ETA, per-epoch charts, latest samples, and Cancel / Resume. It holds no state of its own that
+// ETA, per-epoch charts, latest samples, and Cancel / Resume / Publish again. It holds no state of its own that
 // the server does not have: everything is rebuilt from /shielddiff/jobs after a page reload,
 // then kept current by the shielddiff.state / shielddiff.progress websocket events.
 import { app } from "../../../scripts/app.js";
@@ -137,6 +137,9 @@ function jobCard(job) {
   const buttons = [];
   if (job.state === "queued" || job.state === "running") {
     buttons.push(el("button", { class: "shielddiff-cancel", onclick: (e) => { e.stopPropagation(); act(job, "cancel"); } }, "Cancel"));
+  }
+  if (job.publishable) {
+    buttons.push(el("button", { class: "shielddiff-publish", title: "Copy the finished LoRA into models/loras again", onclick: (e) => { e.stopPropagation(); act(job, "publish"); } }, "Publish again"));
   }
   if (job.resumable) {
     buttons.push(el("button", { class: "shielddiff-resume", onclick: (e) => { e.stopPropagation(); act(job, "resume"); } }, "Resume"));

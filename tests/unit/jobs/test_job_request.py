@@ -53,6 +53,10 @@ def test_a_good_request_becomes_the_trainer_config(good, tmp_path):
         ({"lora_name": "a\\b"}, "without folders or path separators"),
         ({"lora_name": ""}, "must start with a letter or digit"),
         ({"lora_name": "-rf"}, "must start with a letter or digit"),
+        ({"lora_name": "Con"}, "reserved on Windows"),
+        ({"lora_name": "aux .old"}, "reserved on Windows"),
+        ({"lora_name": "prn.safetensors"}, "reserved on Windows"),
+        ({"lora_name": "com9.v2"}, "reserved on Windows"),
     ],
 )
 def test_bad_settings_are_refused_by_name(good, settings, message):
@@ -62,6 +66,12 @@ def test_bad_settings_are_refused_by_name(good, settings, message):
 
 def test_names_and_prompt_lines():
     assert check_lora_name(" safety.safetensors ") == "safety"
+    assert [check_lora_name(n) for n in ("nullify", "com10", "console.v1", "my aux")] == [
+        "nullify",
+        "com10",
+        "console.v1",
+        "my aux",
+    ]  # only the device names themselves are reserved
     assert split_prompts("a\n\n # c\n b ") == ["a", "b"]
 
 

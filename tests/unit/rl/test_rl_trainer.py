@@ -208,3 +208,35 @@ def test_missing_checkpoint_is_named(tmp_path):
     (tmp_path / "old.ckpt").write_bytes(b"\x80\x04")
     with pytest.raises(ModelLoadError, match=r"only \.safetensors"):
         load_pipeline(tmp_path / "old.ckpt")
+
+
+def test_a_stop_request_ends_sampling_between_two_denoising_steps(pipeline):
+    """A cancel is not held up by a long sample: the next denoising step does not run."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    from trainer.rl.sampling import sample_with_logprob
+    from trainer.training.run import StopFlag, TrainingCancelled
+
+    unet = UNet2DConditionModel.from_pretrained(pipeline / "unet")
+    stop, calls = StopFlag(), []
+
+    def counted(*args, **kw):
+        calls.append(1)
+        stop.stop = len(calls) == 2  # the request arrives during the second step
+        return unet(*args, **kw)
+
+    embeds = torch.zeros(1, 77, unet.config.cross_attention_dim)
+    with pytest.raises(TrainingCancelled):
+        sample_with_logprob(
+            counted,
+            DDIMScheduler.from_pretrained(pipeline / "scheduler"),
+            embeds,
+            embeds,
+            steps=8,
+            eta=1.0,
+            guidance=5.0,
+            latent_shape=(unet.config.in_channels, 16, 16),
+            generator=torch.Generator().manual_seed(0),
+            stop=stop,
+        )
+    assert len(calls) == 2
