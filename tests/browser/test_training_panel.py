@@ -35,6 +35,8 @@ def test_panel_shows_live_charts_and_cancels_and_resumes_a_job(comfy_page, comfy
                   ?.dataset.points ?? 0) >= 2""",
         timeout=240_000,
     )
+    # the samples sit below the charts: scroll to them as a user would (they load lazily)
+    page.locator(".shielddiff-samples").first.scroll_into_view_if_needed(timeout=30_000)
     page.locator(".shielddiff-samples img").first.wait_for(timeout=30_000)
     page.wait_for_function(
         "() => [...document.querySelectorAll('.shielddiff-samples img')].every(i => i.complete && i.naturalWidth > 0)",

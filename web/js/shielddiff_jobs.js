@@ -236,7 +236,7 @@ const STYLE = `
 .shielddiff-chart-plot polyline { fill: none; stroke: var(--p-primary-color, #4a9eff); stroke-width: 2; }
 .shielddiff-chart-plot circle { fill: var(--p-primary-color, #4a9eff); }
 .shielddiff-samples { display: grid; grid-template-columns: repeat(auto-fill, minmax(72px, 1fr)); gap: 4px; }
-.shielddiff-samples img { width: 100%; image-rendering: pixelated; border-radius: 4px; }
+.shielddiff-samples img { width: 100%; aspect-ratio: 1 / 1; object-fit: contain; image-rendering: pixelated; border-radius: 4px; }
 `;
 
 app.registerExtension({
