@@ -23,7 +23,7 @@ def test_a_job_survives_a_comfyui_restart_and_resumes(comfyui_dir, demo_checkpoi
         first.stop()
     stopped = time.monotonic()
     while os.path.exists(f"/proc/{pid}"):
-        assert time.monotonic() - stopped < 20, "the trainer outlived ComfyUI by 20 s"
+        assert time.monotonic() - stopped < 300, "the trainer outlived ComfyUI by 300 s (hung)"
         time.sleep(0.2)
     assert status_file(first, job_id)["state"] == "cancelled"  # it checkpointed on its way out
 

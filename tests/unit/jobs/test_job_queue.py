@@ -118,12 +118,14 @@ def test_cancel_keeps_a_checkpoint_and_no_lora_then_resume_finishes(queue, pipel
         assert time.monotonic() < deadline, queue.summary(job_id)
         time.sleep(0.1)
     pid = queue._running.pid
+    at_cancel = queue.summary(job_id)["epoch"]
     queue.cancel(job_id)
     stopped_at = time.monotonic()
     while os.path.exists(f"/proc/{pid}"):  # gone: exited and reaped
-        assert time.monotonic() - stopped_at < 10, "the trainer was still running 10 s after cancel"
+        assert time.monotonic() - stopped_at < 300, "the trainer was still running 300 s after cancel (hung)"
         time.sleep(0.1)
-    summary = wait_for(queue, job_id, ("cancelled",), timeout=10)
+    summary = wait_for(queue, job_id, ("cancelled",), timeout=30)
+    assert summary["epoch"] <= at_cancel + 1  # stopped at the next safe point, not after its 30 epochs
     assert summary["has_checkpoint"] and summary["resumable"]
     assert not (tmp_path / "loras" / "stopped.safetensors").exists()
     with pytest.raises(JobError, match="only a queued or running job can be cancelled"):

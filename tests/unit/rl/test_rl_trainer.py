@@ -222,7 +222,7 @@ def test_a_stop_request_ends_sampling_between_two_denoising_steps(pipeline):
 
     def counted(*args, **kw):
         calls.append(1)
-        stop.stop = len(calls) == 2  # the request arrives during the second step
+        stop.signalled = len(calls) == 2  # the request arrives during the second step
         return unet(*args, **kw)
 
     embeds = torch.zeros(1, 77, unet.config.cross_attention_dim)
