@@ -10,7 +10,7 @@ shared by every instance, and a per-process cache of status files.
   of them, to find the next queued one or one whose owner died. A marker whose job is finished or gone
   is dropped when met; `rebuild()` (at start) adds one for any unfinished job without one.
 - Status reads for whole-folder questions (which LoRA names are taken, which job a request made) go
-  through a cache keyed by the status file's mtime and size: a submit reads only what changed.
+  through a cache keyed by the status file's inode, mtime and size: a submit reads only what changed.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class JobIndex:
         self.root = Path(root)
         self.active = self.root / ACTIVE_DIR
         self._known: set[str] = set()  # names whose status.json was seen
-        self._cache: dict[str, tuple[int, int, dict]] = {}  # id -> (mtime_ns, size, status)
+        self._cache: dict[str, tuple[tuple, dict]] = {}  # id -> ((inode, mtime_ns, size), status)
 
     # -- the list -------------------------------------------------------------------------
     def ids(self) -> list[str]:
@@ -71,11 +71,12 @@ class JobIndex:
         except OSError:
             self._cache.pop(job_id, None)
             return {}
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)  # a status write is a rename: a new inode
         cached = self._cache.get(job_id)
-        if cached and cached[:2] == (st.st_mtime_ns, st.st_size):
-            return cached[2]
+        if cached and cached[0] == key:
+            return cached[1]
         status = read_status_file(path)
-        self._cache[job_id] = (st.st_mtime_ns, st.st_size, status)
+        self._cache[job_id] = (key, status)
         return status
 
     def statuses(self) -> list[tuple[str, dict]]:
@@ -91,6 +92,9 @@ class JobIndex:
 
     def unmark(self, job_id: str) -> None:
         (self.active / job_id).unlink(missing_ok=True)
+
+    def is_marked(self, job_id: str) -> bool:
+        return (self.active / job_id).exists()
 
     def marked(self) -> list[str]:
         try:

@@ -561,6 +561,9 @@ class JobManager:
             claim = try_claim(job_path)
             if claim is None:
                 continue  # its owner lives
+            if not self._index.is_marked(job_id):  # its owner settled it and let go meanwhile
+                claim.release()
+                continue
             job = JobDir(job_path)
             status = job.read_status()  # again: it may have changed before the claim was ours
             state, pid, started = status.get("state"), status.get("pid"), status.get("pid_started")

@@ -13,7 +13,7 @@ import pytest
 
 from support.job_manager_process import start_manager_process
 from trainer.diffusion.tiny import tiny_pipeline
-from trainer.jobs.queue import JobManager
+from trainer.jobs.queue import JobError, JobManager
 from trainer.jobs.request import TrainingRequest
 
 TINY = ["model.resolution=32", "reward.kind=center-brightness", "train.learning_rate=0.01"]
@@ -62,6 +62,16 @@ def instances(tmp_path):
             except Exception:
                 proc.kill()
                 proc.wait()
+
+
+def resumed(jobs, job_id) -> bool:
+    """Resume the job; False while its owner still settles it (the trainer wrote "cancelled" first)."""
+    try:
+        jobs.resume(job_id)
+    except JobError as exc:
+        assert "still owned by another process" in str(exc), exc
+        return False
+    return True
 
 
 def wait_until(check, what, timeout=600):
@@ -118,7 +128,7 @@ def test_a_job_of_another_live_instance_is_only_watched_stopped_by_request_and_t
     assert cancelled["state"] == "cancelled" and cancelled["has_checkpoint"], cancelled
     assert not (tmp_path / "loras" / "long.safetensors").exists()
 
-    jobs.resume(long)  # one of the two instances starts it; its owner then dies
+    wait_until(lambda: resumed(jobs, long), "resume accepted once the owner has let the cancelled job go")
     wait_until(lambda: jobs.summary(long)["state"] == "running", "resumed")
     resumed_by = wait_until(
         lambda: [n for n in "ab" if f"for {long} (resume)" in instances.log(n)], "the resumed job's owner"
