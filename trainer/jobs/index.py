@@ -46,19 +46,24 @@ class JobIndex:
         self._cache: dict[str, tuple[tuple, dict]] = {}  # id -> ((inode, mtime_ns, size), status)
 
     # -- the list -------------------------------------------------------------------------
-    def ids(self) -> list[str]:
-        """Every job id, oldest first (ids begin with their creation time)."""
+    def names(self) -> list[str]:
+        """Every folder named like a job, oldest first (ids begin with their creation time), unchecked:
+        one listing and no stat, for the list's pages (which skip a folder that turns out not to be a job)."""
         try:
             with os.scandir(self.root) as entries:
-                names = [e.name for e in entries if JOB_ID.match(e.name)]
+                return sorted(e.name for e in entries if JOB_ID.match(e.name))
         except OSError:
             return []
+
+    def ids(self) -> list[str]:
+        """Every job id, oldest first."""
+        names = self.names()
         found = []
         for name in names:
             if name in self._known or (self.root / name / STATUS).is_file():
                 found.append(name)
         self._known = set(found)
-        return sorted(found)
+        return found
 
     def exists(self, job_id: str) -> bool:
         return isinstance(job_id, str) and bool(JOB_ID.match(job_id)) and (self.root / job_id / STATUS).is_file()

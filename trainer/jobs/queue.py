@@ -289,16 +289,16 @@ class JobManager:
         {"jobs": [...], "total": every job, "next": the cursor for the next page, or None}."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        ids = self._index.ids()
-        older = ids[: bisect.bisect_left(ids, before)] if before is not None else ids
-        chosen = older[-limit:][::-1]
-        jobs = []
-        for job_id in chosen:
+        names = self._index.names()
+        older = names[: bisect.bisect_left(names, before)] if before is not None else names
+        jobs, i = [], len(older) - 1
+        while i >= 0 and len(jobs) < limit:
             try:
-                jobs.append(self.summary(job_id))
+                jobs.append(self.summary(older[i]))
             except NoSuchJob:
-                pass  # deleted meanwhile
-        return {"jobs": jobs, "total": len(ids), "next": chosen[-1] if len(older) > limit else None}
+                pass  # not a job (a submit still writing it) or deleted meanwhile
+            i -= 1
+        return {"jobs": jobs, "total": len(names), "next": older[i + 1] if i >= 0 else None}
 
     def summaries(self) -> list[dict]:
         """Every job, newest first (the list route pages through `page` instead)."""
