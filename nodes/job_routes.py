@@ -1,11 +1,19 @@
 """HTTP routes of the training panel, under /shielddiff/ (JSON never holds NaN or infinity).
 
-    GET  /shielddiff/jobs                           every job, newest first
+    GET  /shielddiff/jobs?limit=N&before=ID         a page of jobs, newest first: {"jobs", "total", "next"};
+                                                    limit 1..1000 (default 50), before: the "next" of the
+                                                    page before (ids begin with their creation time)
     GET  /shielddiff/jobs/{job_id}                  one job: status, metrics per epoch, latest samples, log tail
     POST /shielddiff/jobs/{job_id}/cancel           stop a queued or running job (a checkpoint is kept)
     POST /shielddiff/jobs/{job_id}/resume           queue a cancelled or failed job to continue
     POST /shielddiff/jobs/{job_id}/publish          copy a finished LoRA into models/loras again (after that failed)
     GET  /shielddiff/jobs/{job_id}/samples/{name}   one sample image (PNG)
+    DELETE /shielddiff/jobs/{job_id}                remove a done, cancelled or failed job's folder (never the
+                                                    LoRA it published; a queued or running job is refused, 409)
+
+Several ComfyUI instances may share one jobs folder: each lists every job; a job runs in the one that
+claimed it, and a cancel sent to another instance reaches it through the job's cancel request file.
+Every handler does its file work in a worker thread, never on the event loop.
 
 Ids and names are checked against the jobs folder's own listing: no request can reach a file
 outside it. Routes that change a job refuse (403) a request whose Origin is `null` or another site
@@ -15,25 +23,49 @@ a request without an Origin (curl, scripts) is not a browser's and is served.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..trainer.jobs.queue import JobError, NoSuchJob
+from ..trainer.jobs.queue import JOB_ID, PAGE_SIZE, JobError, NoSuchJob
 from .training_jobs import manager
 
 _dumps = functools.partial(json.dumps, allow_nan=False)
+MAX_PAGE = 1000
 
 
-def _answer(call):
+class BadQueryError(ValueError):
+    """A query value the route cannot use (answered 400)."""
+
+
+async def _answer(call):
+    """Run `call` in a worker thread (it reads job folders) and answer its result as JSON."""
     try:
-        return web.json_response(call(), dumps=_dumps)
+        return web.json_response(await asyncio.to_thread(call), dumps=_dumps)
+    except BadQueryError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
     except NoSuchJob as exc:
         return web.json_response({"error": str(exc)}, status=404)
     except JobError as exc:
         return web.json_response({"error": str(exc)}, status=409)
+
+
+def _page_query(query) -> tuple[int, str | None]:
+    """`limit` and `before` of the list route, checked."""
+    raw = query.get("limit", str(PAGE_SIZE))
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_PAGE or not raw.strip().isdigit():
+        raise BadQueryError(f"limit must be a whole number from 1 to {MAX_PAGE}, not {raw!r}")
+    before = query.get("before")
+    if before is not None and not JOB_ID.match(before):
+        raise BadQueryError(f"before must be a job id such as 20260101-120000-0a1b2c (a page's 'next'), not {before!r}")
+    return limit, before
 
 
 def _foreign_origin(request) -> str | None:
@@ -68,7 +100,7 @@ def _changing(call):
                 },
                 status=403,
             )
-        return _answer(lambda: call(request.match_info["job_id"]))
+        return await _answer(lambda: call(request.match_info["job_id"]))
 
     return route
 
@@ -84,20 +116,27 @@ def register(routes: web.RouteTableDef) -> None:
 
     @routes.get("/shielddiff/jobs")
     async def list_jobs(request):
-        return _answer(lambda: {"jobs": manager().summaries()})
+        def page():
+            limit, before = _page_query(request.query)
+            return manager().page(limit, before)
+
+        return await _answer(page)
 
     @routes.get("/shielddiff/jobs/{job_id}")
     async def one_job(request):
-        return _answer(lambda: manager().detail(request.match_info["job_id"]))
+        return await _answer(lambda: manager().detail(request.match_info["job_id"]))
 
     routes.post("/shielddiff/jobs/{job_id}/cancel")(_changing(lambda job_id: manager().cancel(job_id)))
     routes.post("/shielddiff/jobs/{job_id}/resume")(_changing(lambda job_id: manager().resume(job_id)))
     routes.post("/shielddiff/jobs/{job_id}/publish")(_changing(lambda job_id: manager().publish(job_id)))
+    routes.delete("/shielddiff/jobs/{job_id}")(_changing(lambda job_id: manager().delete(job_id)))
 
     @routes.get("/shielddiff/jobs/{job_id}/samples/{name}")
     async def sample_image(request):
         try:
-            path = manager().sample_path(request.match_info["job_id"], request.match_info["name"])
+            path = await asyncio.to_thread(
+                lambda: manager().sample_path(request.match_info["job_id"], request.match_info["name"])
+            )
         except NoSuchJob as exc:
             return web.json_response({"error": str(exc)}, status=404)
         return web.FileResponse(path, headers={"Content-Type": "image/png", "Cache-Control": "no-cache"})

@@ -7,6 +7,7 @@ import os
 import time
 
 from support.training_jobs import start_job, trainer_pid, wait_for
+from trainer.training.job_dir import JobDir
 
 # the sidebar button of the panel: a class on frontend 1.32, a test id on 1.5x
 TAB = 'button.shielddiff-jobs-tab-button, [data-testid="shielddiff-jobs-tab-button"]'
@@ -73,3 +74,28 @@ def test_panel_shows_live_charts_and_cancels_and_resumes_a_job(comfy_page, comfy
     comfy_page.screenshot("training-panel-done.png")
     assert comfy_page.page_errors == []
     assert [e for e in comfy_page.console_errors if "shielddiff" in e.lower()] == []
+
+
+def test_panel_shows_older_jobs_on_demand_and_deletes_a_finished_one(comfy_page, comfy):
+    root = comfy.base_dir / "user" / "shielddiff" / "jobs"
+    ids = [f"20200102-00{i // 60:02d}{i % 60:02d}-000abc" for i in range(60)]  # older than any real job
+    for i, job_id in enumerate(ids):
+        JobDir(root / job_id).write_status("failed", pid=None, epoch=0, total=1, lora_name=f"paged-{i}", message="x")
+    page = comfy_page.page
+    if not page.locator(".shielddiff-panel").is_visible():
+        open_panel(comfy_page)
+    page.locator(".shielddiff-refresh").click()
+    oldest = job_card(page, ids[0])
+    page.locator(f'.shielddiff-job[data-job-id="{ids[-1]}"]').wait_for(timeout=15_000)
+    assert oldest.count() == 0  # beyond the first page of 50
+    for _ in range(5):
+        if oldest.count():
+            break
+        page.locator("button.shielddiff-older").click()
+        page.wait_for_timeout(500)
+    oldest.wait_for(timeout=15_000)
+    page.once("dialog", lambda dialog: dialog.accept())
+    oldest.locator("button.shielddiff-delete").click()
+    oldest.wait_for(state="detached", timeout=15_000)
+    assert not (root / ids[0]).exists() and (root / ids[1]).exists()
+    assert comfy_page.page_errors == []

@@ -43,13 +43,15 @@ def free_port() -> int:
 class ComfyServer:
     """One ComfyUI process. Use as a context manager, or call start() and stop()."""
 
-    def __init__(self, comfyui_dir: Path, base_dir: Path, python: str | None = None):
+    def __init__(self, comfyui_dir: Path, base_dir: Path, python: str | None = None, name: str = "comfyui"):
+        """name: of its log and database files in base_dir, so that a second server can share the base."""
         self.comfyui_dir = Path(comfyui_dir)
         self.base_dir = Path(base_dir)
         self.python = python or comfyui_python()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = self.base_dir / "comfyui.log"
+        self.log_path = self.base_dir / f"{name}.log"
+        self.database = self.base_dir / "user" / f"{name}.db"
         self.proc: subprocess.Popen | None = None
         self.client_id = uuid.uuid4().hex
         self._log_file = None
@@ -88,7 +90,7 @@ class ComfyServer:
             "--base-directory",
             str(self.base_dir),
             "--database-url",
-            f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}",
+            f"sqlite:///{self.database}",
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
@@ -147,6 +149,9 @@ class ComfyServer:
 
     def post(self, path: str, **kw) -> requests.Response:
         return requests.post(self.url + path, timeout=kw.pop("timeout", 30), **kw)
+
+    def request(self, method: str, path: str, **kw) -> requests.Response:
+        return requests.request(method, self.url + path, timeout=kw.pop("timeout", 30), **kw)
 
     def alive(self) -> bool:
         try:

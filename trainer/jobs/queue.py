@@ -1,4 +1,4 @@
-"""The job queue: training jobs run one at a time, as child processes, in the order they came.
+"""The job queue: training jobs run as child processes, one at a time per instance, in the order they came.
 
 The queue holds no state of its own but the job directories under its root: the job list,
 each job's state and its place in line are read from `status.json`, so they survive a page
@@ -6,14 +6,25 @@ reload and a restart of the host process. A worker thread starts the oldest queu
 watches its files, reports changes through `on_event`, and, when the process ends, settles
 the job: "done" (the LoRA is then copied into the LoRA folder under a name nothing else
 holds), "cancelled" or "failed" with the trainer's last error lines.
+
+Several instances may share one jobs folder (one ComfyUI per GPU from one install): each job is
+claimed by exactly one process (`claim.py`, an OS file lock that dies with its holder), which
+starts, watches, settles and publishes it. The others list it and may ask it to stop (the cancel
+request file, which the owner and its trainer read); they take it over only once its owner is
+gone. What keeps this cheap at 10,000 jobs (the `.active/` index of unfinished jobs, paging by id,
+a status cache) is described in `index.py`. Job ids begin with their creation time (to the
+millisecond), so id order is creation order.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
+import os
 import re
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -23,16 +34,20 @@ from pathlib import Path
 from ..files import atomic_copy_new, atomic_write_text
 from ..training.config import RLConfig, to_toml
 from ..training.job_dir import JobDir
+from .claim import Claim, try_claim
+from .index import JOB_ID, TRASH_PREFIX, JobIndex, read_status_file
 from .process import OUTPUT_NAME, TrainerProcess, kill_process, pid_alive, why_it_ended
 from .summary import job_detail, job_summary
 
-__all__ = ["JobError", "JobManager", "NoSuchJob"]
+__all__ = ["JOB_ID", "PAGE_SIZE", "JobError", "JobManager", "NoSuchJob"]
 
 log = logging.getLogger(__name__)
 
-JOB_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 SAMPLE_NAME = re.compile(r"^epoch-\d{4,}-\d{2}\.png$")
 UNFINISHED = ("queued", "running")
+FINISHED = ("done", "failed", "cancelled")
+PAGE_SIZE = 50  # jobs per page of the list, newest first
+ORPHAN_CHECK_TICKS = 20  # while busy, look for jobs whose owner died every this many polls
 
 
 class JobError(ValueError):
@@ -51,6 +66,14 @@ class _Running:
     started: float | None = None  # the trainer's start time: with the pid, it names one process
     cancel_at: float | None = None  # when the stop was asked for
     seen: tuple = ()
+    claim: Claim | None = None  # held for the job's whole run, released once it is settled
+    claimed_at: float = 0.0  # a cancel request at or after this time is for this run
+
+
+def _settled(status: dict) -> bool:
+    """Nothing is left for the queue to do (a "done" job is settled once its LoRA is published)."""
+    state = status.get("state")
+    return state in ("failed", "cancelled") or (state == "done" and bool(status.get("lora_file")))
 
 
 class JobManager:
@@ -70,11 +93,13 @@ class JobManager:
         self.before_start = before_start or (lambda: None)
         self.poll_seconds = poll_seconds
         self.cancel_grace = cancel_grace_seconds
+        self._index = JobIndex(self.root)
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._running: _Running | None = None
         self._thread: threading.Thread | None = None
+        self._last_id = ""
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> JobManager:
@@ -112,18 +137,20 @@ class JobManager:
         """
         request = hashlib.sha256(f"{to_toml(config)}\n{method_label}\n{lora_name}".encode()).hexdigest()[:16]
         with self._lock:
-            if once and (same := self._job_of_request(request, lora_name)) is not None:
+            statuses = self._index.statuses()
+            if once and (same := self._job_of_request(statuses, request, lora_name)) is not None:
                 return dict(self.summary(same), repeat=True)
-            taken = self._reserved_names()
+            taken = self._reserved_names(statuses)
             if (self.loras_dir / f"{lora_name}.safetensors").exists() or lora_name in taken:
                 raise JobError(
                     f"a LoRA named {lora_name!r} already exists in {self.loras_dir} or is the output of a queued, "
                     "running, cancelled or failed job (which can still resume): choose another output name"
                 )
-            job_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+            job_id = self._new_id()
             job = JobDir(self.root / job_id)
             config.output.lora_path = str(job.path / "lora.safetensors")
             atomic_write_text(job.path / "config.toml", to_toml(config))
+            self._index.mark(job_id)  # before the state: a queued job always has its marker
             job.write_status(
                 "queued",
                 pid=None,
@@ -142,61 +169,140 @@ class JobManager:
         self._wake.set()
         return self.summary(job_id)
 
+    def _new_id(self) -> str:
+        """`YYYYMMDD-HHMMSS-` and six hex digits: the millisecond, then three random ones; later than
+        every id this manager made before, so that id order is creation order."""
+        while True:
+            now = time.time()
+            job_id = time.strftime("%Y%m%d-%H%M%S-", time.localtime(now)) + f"{int(now % 1 * 1000):03x}"
+            job_id += secrets.token_hex(2)[:3]
+            if job_id > self._last_id and not (self.root / job_id).exists():
+                self._last_id = job_id
+                return job_id
+            time.sleep(0.001)
+
     def cancel(self, job_id: str) -> dict:
+        """Stop a queued or running job. A job that another live process owns (another ComfyUI on the
+        same jobs folder) is asked to stop through its cancel request file, which its owner and its
+        trainer read; the answer is then its summary as it stands."""
         job = self._job(job_id)
         with self._lock:
             if self._running is not None:
                 self._watch()  # settle a trainer that has just exited, so its state is final
-            state = job.read_status().get("state")
             running = self._running
-            if running is not None and running.job_id == job_id and state == "running":
-                if running.cancel_at is None:
-                    running.cancel_at = time.monotonic()
-                    job.request_cancel()  # every OS: the trainer reads it at its safe points
-                    if running.process is not None:
-                        running.process.terminate()  # POSIX: SIGTERM too (reaches `accelerate launch`)
-                    job.write_status(
-                        "running",
-                        pid=running.pid,
-                        pid_started=running.started,
-                        message="cancelling: saving a checkpoint",
-                    )
-            elif state == "queued":
-                job.write_status("cancelled", pid=None, message="cancelled before it started")
+            if running is not None and running.job_id == job_id:
+                if (state := job.read_status().get("state")) != "running":
+                    raise JobError(f"job {job_id} is {state}: only a queued or running job can be cancelled")
+                self._stop_running(running, job)
             else:
-                raise JobError(f"job {job_id} is {state}: only a queued or running job can be cancelled")
+                with self._claim(job) as claim:
+                    state = job.read_status().get("state")
+                    if state not in UNFINISHED:
+                        raise JobError(f"job {job_id} is {state}: only a queued or running job can be cancelled")
+                    if claim is None:  # another live process owns it
+                        job.request_cancel()
+                        log.info("job %s belongs to another process: asked it to stop", job_id)
+                    elif state == "queued":
+                        job.write_status("cancelled", pid=None, message="cancelled before it started")
+                        self._index.unmark(job_id)
+                    else:  # "running", but its owner is gone: the worker settles it
+                        job.request_cancel()
         self._changed(job_id)
         self._wake.set()
         return self.summary(job_id)
+
+    def _stop_running(self, running: _Running, job: JobDir) -> None:
+        """Ask this manager's own trainer to stop (once): the request file, and SIGTERM where there is one."""
+        if running.cancel_at is not None:
+            return
+        running.cancel_at = time.monotonic()
+        job.request_cancel()  # every OS: the trainer reads it at its safe points
+        if running.process is not None:
+            running.process.terminate()  # POSIX: SIGTERM too (reaches `accelerate launch`)
+        job.write_status(
+            "running", pid=running.pid, pid_started=running.started, message="cancelling: saving a checkpoint"
+        )
 
     def resume(self, job_id: str) -> dict:
         job = self._job(job_id)
         with self._lock:
             if self._running is not None:
                 self._watch()
-            status = job.read_status()
             if self._running is not None and self._running.job_id == job_id:
                 raise JobError(f"job {job_id} is still stopping: resume it once it is cancelled")
-            if status.get("state") not in ("cancelled", "failed"):
-                raise JobError(f"job {job_id} is {status.get('state')}: only a cancelled or failed job can resume")
-            done = int(status.get("epoch") or 0) if job.latest_checkpoint() else 0
-            job.write_status(
-                "queued", pid=None, resume=True, queued_at=time.time(), message=f"queued to resume after epoch {done}"
-            )
+            with self._claim(job) as claim:
+                if claim is None:
+                    raise JobError(f"job {job_id} is still owned by another process: resume it once it is cancelled")
+                status = job.read_status()
+                if status.get("state") not in ("cancelled", "failed"):
+                    raise JobError(f"job {job_id} is {status.get('state')}: only a cancelled or failed job can resume")
+                done = int(status.get("epoch") or 0) if job.latest_checkpoint() else 0
+                self._index.mark(job_id)
+                job.write_status(
+                    "queued",
+                    pid=None,
+                    resume=True,
+                    queued_at=time.time(),
+                    message=f"queued to resume after epoch {done}",
+                )
         self._changed(job_id)
         self._wake.set()
         return self.summary(job_id)
 
+    def delete(self, job_id: str) -> dict:
+        """Remove a finished job's folder (never a LoRA it published). The folder is first renamed to a
+        hidden name, so a half-removed job never shows in the list; a queued or running job is refused."""
+        job = self._job(job_id)
+        with self._lock:
+            if self._running is not None and self._running.job_id == job_id:
+                raise JobError(f"job {job_id} is running: cancel it first")
+            with self._claim(job) as claim:
+                if claim is None:
+                    raise JobError(f"job {job_id} is running in another process: cancel it first")
+                status = job.read_status()
+                if not _settled(status):
+                    raise JobError(
+                        f"job {job_id} is {status.get('state')}: only a done, cancelled or failed job can be "
+                        "deleted (cancel it first)"
+                    )
+                trash = self.root / f"{TRASH_PREFIX}{job_id}-{secrets.token_hex(3)}"
+                try:
+                    os.replace(job.path, trash)
+                except OSError as exc:
+                    raise JobError(f"job {job_id} could not be deleted: {exc.strerror or exc}") from exc
+                self._index.unmark(job_id)
+        shutil.rmtree(trash, ignore_errors=True)
+        log.info("deleted job %s", job_id)
+        try:
+            self.on_event("shielddiff.deleted", {"id": job_id})
+        except Exception:
+            log.exception("job event for %s could not be sent", job_id)
+        return {"id": job_id, "deleted": True}
+
     # -- reading ----------------------------------------------------------------------------
     def job_ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        ids = [p.name for p in self.root.iterdir() if JOB_ID.match(p.name) and (p / "status.json").is_file()]
-        return sorted(ids)
+        """Every job id, oldest first."""
+        return self._index.ids()
+
+    def page(self, limit: int = PAGE_SIZE, before: str | None = None) -> dict:
+        """Up to `limit` jobs, newest first, older than the job `before` (a cursor from an earlier page):
+        {"jobs": [...], "total": every job, "next": the cursor for the next page, or None}."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        names = self._index.names()
+        older = names[: bisect.bisect_left(names, before)] if before is not None else names
+        jobs, i = [], len(older) - 1
+        while i >= 0 and len(jobs) < limit:
+            try:
+                jobs.append(self.summary(older[i]))
+            except NoSuchJob:
+                pass  # not a job (a submit still writing it) or deleted meanwhile
+            i -= 1
+        return {"jobs": jobs, "total": len(names), "next": older[i + 1] if i >= 0 else None}
 
     def summaries(self) -> list[dict]:
-        found = [self.summary(i) for i in self.job_ids()]
-        return sorted(found, key=lambda j: (j.get("created_at") or 0, j["id"]), reverse=True)  # newest first
+        """Every job, newest first (the list route pages through `page` instead)."""
+        return self.page(limit=max(1, len(self._index.ids())))["jobs"]
 
     def summary(self, job_id: str) -> dict:
         return job_summary(job_id, self._job(job_id))
@@ -213,21 +319,26 @@ class JobManager:
         return path
 
     def _job(self, job_id: str) -> JobDir:
-        if not isinstance(job_id, str) or not JOB_ID.match(job_id) or job_id not in self.job_ids():
+        """The job's folder; the id must have the id pattern (no separators) and name a job."""
+        if not self._index.exists(job_id):
             raise NoSuchJob(f"no job {job_id!r}")
         return JobDir(self.root / job_id)
 
-    def _reserved_names(self) -> set[str]:
-        names = set()
-        for job_id in self.job_ids():
-            status = JobDir(self.root / job_id).read_status()
-            if status.get("state") in (*UNFINISHED, "cancelled", "failed") and not status.get("lora_file"):
-                names.add(status.get("lora_name"))
-        return names
+    def _claim(self, job: JobDir):
+        """The job's claim for the length of a `with` block, or None (held by a live process)."""
+        claim = try_claim(job.path)
+        return claim if claim is not None else _NoClaim()
 
-    def _job_of_request(self, request: str, lora_name: str) -> str | None:
-        for job_id in self.job_ids():
-            status = JobDir(self.root / job_id).read_status()
+    @staticmethod
+    def _reserved_names(statuses: list[tuple[str, dict]]) -> set[str]:
+        return {
+            status.get("lora_name")
+            for _, status in statuses
+            if status.get("state") in (*UNFINISHED, "cancelled", "failed") and not status.get("lora_file")
+        }
+
+    def _job_of_request(self, statuses: list[tuple[str, dict]], request: str, lora_name: str) -> str | None:
+        for job_id, status in statuses:
             if status.get("request") != request or status.get("lora_name") != lora_name:
                 continue
             lora_file = status.get("lora_file")
@@ -239,6 +350,7 @@ class JobManager:
 
     # -- the worker -----------------------------------------------------------------------------
     def _work(self) -> None:
+        ticks = 0
         while not self._stopping.is_set():
             try:
                 with self._lock:
@@ -246,33 +358,72 @@ class JobManager:
                         self._start_next()
                     else:
                         self._watch()
+                        ticks += 1
+                        if ticks % ORPHAN_CHECK_TICKS == 0:
+                            self._take_over_orphans()  # settle jobs of a dead owner even while busy
             except Exception:  # the worker must outlive any one job's trouble
                 log.exception("job queue: unexpected error")
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 
+    def _unfinished(self) -> list[tuple[str, dict]]:
+        """The jobs of the `.active/` index with their status; markers of jobs gone are dropped."""
+        found = []
+        for job_id in self._index.marked():
+            if self._running is not None and self._running.job_id == job_id:
+                continue
+            path = self.root / job_id
+            if not path.is_dir():
+                self._index.unmark(job_id)
+                continue
+            status = read_status_file(path / "status.json")
+            if status:  # none yet: a submit is writing it
+                found.append((job_id, status))
+        return found
+
     def _start_next(self) -> None:
-        queued = []
-        for job_id in self.job_ids():
-            status = JobDir(self.root / job_id).read_status()
-            if status.get("state") == "queued":
-                queued.append((status.get("queued_at") or status.get("created_at") or 0, job_id))
-        if not queued:
+        """Take over jobs whose owner died, then start the oldest queued job nobody has claimed."""
+        self._take_over_orphans()
+        if self._running is not None:
             return
-        _, job_id = min(queued)
-        job = JobDir(self.root / job_id)
+        queued = sorted(
+            (status.get("queued_at") or status.get("created_at") or 0, job_id)
+            for job_id, status in self._unfinished()
+            if status.get("state") == "queued"
+        )
+        for _, job_id in queued:
+            claim = try_claim(self.root / job_id)
+            if claim is None:
+                continue  # another instance is starting it
+            job = JobDir(self.root / job_id)
+            if job.read_status().get("state") != "queued":  # started, cancelled or deleted meanwhile
+                if _settled(job.read_status()):
+                    self._index.unmark(job_id)
+                claim.release()
+                continue
+            self._start(job_id, job, claim)
+            return
+
+    def _start(self, job_id: str, job: JobDir, claim: Claim) -> None:
+        claimed_at = time.time()
         resume = bool(job.read_status().get("resume"))
         try:
             self.before_start()
         except Exception:
             log.exception("could not ask the host to free its models before job %s", job_id)
-        job.clear_cancel_request()  # one left from an earlier run of this job must not stop this one
+        if job.cancel_requested() and not job.cancel_requested(since=claimed_at):
+            job.clear_cancel_request()  # one left from an earlier run of this job must not stop this one
         try:
             process = TrainerProcess(job.path, resume=resume)
         except OSError as exc:
             job.write_status("failed", pid=None, message=f"the trainer could not start: {exc}")
+            self._index.unmark(job_id)
+            claim.release()
             self._changed(job_id)
             return
+        except BaseException:
+            claim.release()
+            raise
         job.write_status(
             "running",
             pid=process.pid,
@@ -280,7 +431,7 @@ class JobManager:
             message="starting the trainer",
             started_at=time.time(),
         )
-        self._running = _Running(job_id, process, process.pid, process.started)
+        self._running = _Running(job_id, process, process.pid, process.started, claim=claim, claimed_at=claimed_at)
         self._changed(job_id)
 
     def _watch(self) -> None:
@@ -289,7 +440,10 @@ class JobManager:
         code = running.process.poll() if running.process else None
         exited = code is not None if running.process else not pid_alive(running.pid, running.started, job.path)
         if not exited:
-            if running.cancel_at is not None and time.monotonic() - running.cancel_at > self.cancel_grace:
+            if running.cancel_at is None and job.cancel_requested(since=running.claimed_at):
+                log.info("job %s: a cancel was asked for from another process", running.job_id)
+                self._stop_running(running, job)  # the same stop, grace and kill as our own cancel
+            elif running.cancel_at is not None and time.monotonic() - running.cancel_at > self.cancel_grace:
                 log.warning(
                     "job %s did not stop within %.0f s of the cancel request: killing it",
                     running.job_id,
@@ -302,7 +456,17 @@ class JobManager:
                 self._changed(running.job_id, kind="progress")
             return
         self._running = None
-        self._settle(running, job, code)
+        self._settle_and_release(running, job, code)
+
+    def _settle_and_release(self, running: _Running, job: JobDir, code: int | None) -> None:
+        try:
+            self._settle(running, job, code)
+            if _settled(job.read_status()):
+                self._index.unmark(running.job_id)
+        finally:
+            if running.claim is not None:
+                running.claim.release()
+        self._changed(running.job_id)
 
     def _settle(self, running: _Running, job: JobDir, code: int | None) -> None:
         job.clear_cancel_request()
@@ -321,7 +485,6 @@ class JobManager:
             reason = why_it_ended(code, job.path / OUTPUT_NAME)
             job.write_status("failed", pid=None, message=reason)
             log.error("job %s failed: %s", running.job_id, reason)
-        self._changed(running.job_id)
 
     def _publish(self, job_id: str, job: JobDir) -> None:
         """Copy the finished LoRA into the LoRA folder under its name, or the next free `name-N`. When the
@@ -363,7 +526,9 @@ class JobManager:
     def publish(self, job_id: str) -> dict:
         """Copy a finished job's LoRA into the LoRA folder again, after that copy failed."""
         job = self._job(job_id)
-        with self._lock:
+        with self._lock, self._claim(job) as claim:
+            if claim is None:
+                raise JobError(f"job {job_id} is owned by another process: publish it once that one is done")
             status = job.read_status()
             if not (status.get("state") == "failed" and status.get("publish_failed")):
                 raise JobError(
@@ -377,23 +542,50 @@ class JobManager:
         return self.summary(job_id)
 
     def _recover(self) -> None:
-        """After a restart: adopt a trainer still alive, settle jobs whose trainer is gone."""
-        for job_id in self.job_ids():
-            job = JobDir(self.root / job_id)
-            status = job.read_status()
-            if (
-                status.get("state") == "done"
-                and not status.get("lora_file")
-                and (job.path / "lora.safetensors").exists()
-            ):
-                self._publish(job_id, job)
-            elif status.get("state") == "running":
-                pid, started = status.get("pid"), status.get("pid_started")
-                if self._running is None and pid_alive(pid, started, job.path):  # the same process, not its pid reused
-                    self._running = _Running(job_id, None, int(pid), started)
-                    log.info("job %s: watching trainer pid %s, still running from before", job_id, status["pid"])
+        """At start: clear what a crash left half deleted, index the unfinished jobs of an older version
+        (once), then take over the jobs whose owner is gone (see `_take_over_orphans`)."""
+        for trash in self._index.trash():
+            shutil.rmtree(trash, ignore_errors=True)
+        if not self._index.active.is_dir():
+            self._index.rebuild()
+        self._take_over_orphans()
+
+    def _take_over_orphans(self) -> None:
+        """Jobs marked running, or done but not published, whose claim can be taken (no live process owns
+        them): adopt a trainer still alive (when this manager is free), publish a finished LoRA, settle the
+        rest. A job another live process owns is left to it."""
+        for job_id, status in self._unfinished():
+            if status.get("state") == "queued":
+                continue
+            job_path = self.root / job_id
+            claim = try_claim(job_path)
+            if claim is None:
+                continue  # its owner lives
+            if not self._index.is_marked(job_id):  # its owner settled it and let go meanwhile
+                claim.release()
+                continue
+            job = JobDir(job_path)
+            status = job.read_status()  # again: it may have changed before the claim was ours
+            state, pid, started = status.get("state"), status.get("pid"), status.get("pid_started")
+            if state == "running" and pid_alive(pid, started, job.path):  # the same process, not its pid reused
+                if self._running is None:
+                    self._running = _Running(job_id, None, int(pid), started, claim=claim, claimed_at=time.time())
+                    log.info("job %s: its owner is gone; watching trainer pid %s, still running", job_id, pid)
                 else:
-                    self._settle(_Running(job_id, None, 0), job, None)
+                    claim.release()  # busy: an idle instance (or this one, later) adopts it
+                continue
+            log.info("job %s: its owner is gone; settling it (%s)", job_id, state)
+            if state == "running":
+                self._settle_and_release(_Running(job_id, None, 0, claim=claim), job, None)
+            elif state == "done" and not status.get("lora_file"):
+                self._publish(job_id, job)
+                self._index.unmark(job_id)
+                claim.release()
+                self._changed(job_id)
+            else:
+                if _settled(status):
+                    self._index.unmark(job_id)
+                claim.release()
 
     @staticmethod
     def _kill(running: _Running, job: JobDir) -> None:
@@ -407,3 +599,13 @@ class JobManager:
             self.on_event(f"shielddiff.{kind}", self.summary(job_id))
         except Exception:
             log.exception("job event for %s could not be sent", job_id)
+
+
+class _NoClaim:
+    """What `JobManager._claim` gives when a live process holds the claim: `with` binds None."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        pass

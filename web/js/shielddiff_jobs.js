@@ -1,7 +1,8 @@
 // ShieldDiff training panel: a sidebar tab listing training jobs with their state, progress,
-// ETA, per-epoch charts, latest samples, and Cancel / Resume / Publish again. It holds no state of its own that
-// the server does not have: everything is rebuilt from /shielddiff/jobs after a page reload,
-// then kept current by the shielddiff.state / shielddiff.progress websocket events.
+// ETA, per-epoch charts, latest samples, and Cancel / Resume / Publish again / Delete. It holds no state of its own
+// that the server does not have: everything is rebuilt from /shielddiff/jobs after a page reload (a page of
+// PAGE_SIZE jobs, newest first; "Show older" fetches the next), then kept current by the shielddiff.state /
+// shielddiff.progress / shielddiff.deleted websocket events.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 
@@ -17,7 +18,9 @@ const CHARTS = [
   ["loss_erase", "erasure loss (All-but-One)"],
   ["loss_uncond", "unconditional drift (All-but-One)"],
 ];
-const state = { jobs: [], selected: null, detail: null, root: null };
+const PAGE_SIZE = 50;
+const FINISHED = ["done", "cancelled", "failed"];
+const state = { jobs: [], next: null, total: 0, selected: null, detail: null, root: null };
 
 const el = (tag, attrs = {}, ...children) => {
   const node = document.createElement(tag);
@@ -46,17 +49,45 @@ async function getJson(path, options) {
   return body;
 }
 
+const pageUrl = (before) =>
+  `/shielddiff/jobs?limit=${PAGE_SIZE}` + (before ? `&before=${encodeURIComponent(before)}` : "");
+
 async function loadJobs() {
   try {
-    state.jobs = (await getJson("/shielddiff/jobs")).jobs ?? [];
+    const page = await getJson(pageUrl(null));
+    [state.jobs, state.next, state.total] = [page.jobs ?? [], page.next ?? null, page.total ?? 0];
   } catch (error) {
     console.warn("ShieldDiff: cannot list training jobs", error);
-    state.jobs = [];
+    [state.jobs, state.next, state.total] = [[], null, 0];
   }
   if (!state.jobs.some((j) => j.id === state.selected)) {
     state.selected = (state.jobs.find((j) => j.state === "running") ?? state.jobs[0])?.id ?? null;
   }
   await loadDetail();
+}
+
+async function loadOlder() {
+  try {
+    const page = await getJson(pageUrl(state.next));
+    const known = new Set(state.jobs.map((j) => j.id));
+    state.jobs.push(...(page.jobs ?? []).filter((j) => !known.has(j.id)));
+    [state.next, state.total] = [page.next ?? null, page.total ?? state.total];
+  } catch (error) {
+    warn(error.message);
+  }
+  render();
+}
+
+async function deleteJob(job) {
+  const name = job.lora_name ?? job.id;
+  const kept = job.lora_file ? ` The LoRA models/loras/${job.lora_file} is kept.` : "";
+  if (!window.confirm(`Delete training job ${name} (${job.id}) and its folder: metrics, samples, checkpoints?${kept}`)) return;
+  try {
+    await getJson(`/shielddiff/jobs/${encodeURIComponent(job.id)}`, { method: "DELETE" });
+  } catch (error) {
+    warn(error.message);
+  }
+  await loadJobs();
 }
 
 async function loadDetail() {
@@ -144,6 +175,9 @@ function jobCard(job) {
   if (job.resumable) {
     buttons.push(el("button", { class: "shielddiff-resume", onclick: (e) => { e.stopPropagation(); act(job, "resume"); } }, "Resume"));
   }
+  if (FINISHED.includes(job.state)) {
+    buttons.push(el("button", { class: "shielddiff-delete", title: "Delete this job's folder (a published LoRA stays)", onclick: (e) => { e.stopPropagation(); deleteJob(job); } }, "Delete"));
+  }
   return el(
     "div",
     {
@@ -197,6 +231,9 @@ function render() {
       state.jobs.length
         ? state.jobs.map(jobCard)
         : el("div", { class: "shielddiff-empty" }, "No training jobs yet. Queue a Train Safety LoRA node to start one."),
+      state.next
+        ? el("button", { class: "shielddiff-older", title: `${state.jobs.length} of ${state.total} jobs shown`, onclick: loadOlder }, "Show older")
+        : null,
       detailView(state.detail))
   );
 }
@@ -216,6 +253,18 @@ function onJobEvent(event) {
   }
 }
 
+function onJobDeleted(event) {
+  const id = event.detail?.id;
+  if (!id) return;
+  state.jobs = state.jobs.filter((j) => j.id !== id);
+  if (state.selected === id) {
+    state.selected = state.jobs[0]?.id ?? null;
+    loadDetail();
+  } else {
+    render();
+  }
+}
+
 const STYLE = `
 .shielddiff-panel { padding: 8px; font-size: 13px; color: var(--fg-color); display: flex; flex-direction: column; gap: 8px; }
 .shielddiff-header { display: flex; justify-content: space-between; align-items: center; font-weight: bold; font-size: 15px; }
@@ -229,7 +278,7 @@ const STYLE = `
 .shielddiff-progress > div { height: 100%; background: var(--p-primary-color, #4a9eff); }
 .shielddiff-job-line, .shielddiff-job-message, .shielddiff-empty { color: var(--descrip-text, #999); font-size: 12px; overflow-wrap: anywhere; }
 .shielddiff-buttons { display: flex; gap: 6px; margin-top: 4px; }
-.shielddiff-buttons button, .shielddiff-refresh { cursor: pointer; background: var(--comfy-input-bg); color: var(--fg-color); border: 1px solid var(--border-color); border-radius: 4px; padding: 2px 10px; }
+.shielddiff-buttons button, .shielddiff-refresh, .shielddiff-older { cursor: pointer; background: var(--comfy-input-bg); color: var(--fg-color); border: 1px solid var(--border-color); border-radius: 4px; padding: 2px 10px; }
 .shielddiff-section { font-weight: bold; margin-top: 4px; }
 .shielddiff-chart-title { font-size: 12px; } .shielddiff-chart-title span { color: var(--descrip-text, #999); }
 .shielddiff-chart-plot { width: 100%; height: 90px; background: var(--comfy-input-bg); border-radius: 4px; }
@@ -245,6 +294,7 @@ app.registerExtension({
     document.head.append(el("style", { id: "shielddiff-jobs-style" }, STYLE));
     api.addEventListener("shielddiff.state", onJobEvent);
     api.addEventListener("shielddiff.progress", onJobEvent);
+    api.addEventListener("shielddiff.deleted", onJobDeleted);
     app.extensionManager?.registerSidebarTab?.({
       id: "shielddiff-jobs",
       icon: "pi pi-shield",
