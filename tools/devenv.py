@@ -66,6 +66,7 @@ SECOND_TARGET_TESTS = [
             "test_make_run",
             "test_publish_failures",
             "test_training_jobs_restart",
+            "test_two_comfyui_instances",
             "test_trained_lora_in_comfyui",
             "test_sdxl_in_comfyui",
             "test_sdxl_lora_in_comfyui",
