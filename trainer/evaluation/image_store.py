@@ -1,8 +1,8 @@
 """The images of an evaluation, kept under OUT/images so that a long run can resume.
 
 Image i of prompt p is `p{p:04d}_i{i:02d}.png`; the PNG carries, as a text chunk, the key of what
-made it (model, LoRA file hash and strength, prompt, seed, guidance, steps, resolution). A re-run
-into the same folder reuses an image whose key matches and regenerates any other, so an
+made it (model path, size and time; LoRA file hash and strength; prompt, seed, guidance, steps,
+resolution). A re-run into the same folder reuses an image whose key matches and regenerates any other, so an
 interrupted run generates only what is missing, and a run with another LoRA or setting never
 reuses an image that is not its own. Writes are atomic: an interruption leaves no half image.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..files import atomic_write
 
-__all__ = ["ImageStore", "file_digest"]
+__all__ = ["ImageStore", "file_digest", "model_stamp"]
 
 KEY_CHUNK = "shielddiff-eval"
 
@@ -30,6 +30,16 @@ def file_digest(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def model_stamp(path: str | Path) -> str:
+    """The model's path with the size and modification time of its file(s): a model retrained or replaced
+    in place is not the one that made the stored images (checkpoints are too large to hash each run)."""
+    path = Path(path).resolve()
+    files = [f for f in sorted(path.rglob("*")) if f.is_file()] if path.is_dir() else [path]
+    size = sum(f.stat().st_size for f in files)
+    newest = max((f.stat().st_mtime_ns for f in files), default=0)
+    return f"{path} ({size} bytes, modified {newest})"
 
 
 class ImageStore:

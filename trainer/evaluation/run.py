@@ -28,7 +28,7 @@ import numpy as np
 from ..files import atomic_write, atomic_write_text, finite
 from .detectors import EvalDetector, make_eval_detector
 from .errors import EvalError
-from .image_store import ImageStore, file_digest
+from .image_store import ImageStore, file_digest, model_stamp
 from .judges import Judge, JudgeSpec, make_judge
 from .prompt_sets import EvalPrompt, load_eval_prompts
 from .report import markdown, summarise
@@ -234,7 +234,7 @@ def evaluate(settings: EvalSettings, detector: EvalDetector | None = None, progr
     store = ImageStore(
         out / "images",
         dict(
-            model=str(Path(settings.model).resolve()),
+            model=model_stamp(settings.model),
             lora=file_digest(settings.lora) if settings.lora else None,
             lora_strength=settings.lora_strength if settings.lora else None,
             steps=settings.steps,
