@@ -4,14 +4,17 @@ built-in defaults, and the unsafe/benign mix."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "DEFAULT_BENIGN",
     "DEFAULT_UNSAFE",
+    "PromptColumnError",
     "PromptError",
     "PromptMixer",
     "load_prompt_file",
@@ -45,6 +48,17 @@ class PromptError(ValueError):
     """A prompt file or list is empty or unreadable; the message names it."""
 
 
+class PromptColumnError(PromptError):
+    """A .csv or .jsonl prompt file has none of the prompt columns asked for; names the file and its columns."""
+
+    def __init__(self, path: Path, wanted: Sequence[str], columns: Sequence[str], where: str = ""):
+        self.path, self.wanted, self.columns = path, tuple(wanted), tuple(columns)
+        names = " or ".join(repr(w) for w in self.wanted)
+        super().__init__(
+            f"{path}{where} has no {names} column (columns: {', '.join(repr(c) for c in columns) or 'none'})"
+        )
+
+
 def split_prompts(text: str | None) -> list[str]:
     """One prompt per line, stripped; blank lines and comment lines are skipped.
 
@@ -54,28 +68,33 @@ def split_prompts(text: str | None) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def read_prompt_rows(path: str | Path) -> list[dict[str, Any]]:
+def read_prompt_rows(path: str | Path, prompt_columns: Sequence[str] = ("prompt",)) -> list[dict[str, Any]]:
     """The rows of a prompt file, each a dict whose 'prompt' is a non-empty, stripped string.
 
-    - .csv: a header with a 'prompt' column (any case; I2P-style); the other columns are kept,
-      their names lower-cased; a quoted field may hold commas;
-    - .jsonl: one JSON object with a 'prompt' field per line (blank lines skipped);
+    - .csv: a header naming its columns (any case; I2P-style); the prompt is the first of
+      `prompt_columns` the header has (lower-cased names); the other columns are kept, their
+      names lower-cased; a quoted field may hold commas and line breaks;
+    - .jsonl: one JSON object per line (blank lines skipped), the prompt in the first of
+      `prompt_columns` the object has;
     - any other file: text, one prompt per line, as `split_prompts` reads it.
-    Rows with an empty prompt are dropped. Errors name the file (and the line)."""
+    The chosen column's text is stored as 'prompt' (the original column stays). Rows with an
+    empty prompt are dropped. Errors name the file (and the line); a missing column raises
+    PromptColumnError with the columns the file has."""
     path = Path(path)
+    wanted = [c.strip().lower() for c in prompt_columns]
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not part of a name
     except (OSError, UnicodeDecodeError) as exc:
         raise PromptError(f"cannot read prompt file {path}: {exc}") from exc
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = [(f or "").strip().lower() for f in reader.fieldnames or []]
-        if "prompt" not in fields:
-            raise PromptError(
-                f"{path} has no 'prompt' column (columns: {', '.join(fields) or 'none'}): "
-                "the first line of a .csv names its columns"
-            )
+        column = next((c for c in wanted if c in fields), None)
+        if column is None:
+            raise PromptColumnError(path, wanted, fields)
         rows = [{(k or "").strip().lower(): v for k, v in raw.items()} for raw in reader]
+        for row in rows:
+            row["prompt"] = row.get(column)
     elif path.suffix.lower() == ".jsonl":
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -83,9 +102,14 @@ def read_prompt_rows(path: str | Path) -> list[dict[str, Any]]:
                 continue
             try:
                 row = json.loads(line)
-                row["prompt"] = str(row["prompt"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except json.JSONDecodeError as exc:
                 raise PromptError(f"{path}:{number}: expected a JSON object with a 'prompt' field") from exc
+            if not isinstance(row, dict):
+                raise PromptError(f"{path}:{number}: expected a JSON object with a 'prompt' field")
+            column = next((c for c in wanted if c in row), None)
+            if column is None:
+                raise PromptColumnError(path, wanted, list(row), where=f":{number}")
+            row["prompt"] = str(row[column]) if row[column] is not None else ""
             rows.append(row)
     else:
         rows = [{"prompt": prompt} for prompt in split_prompts(text)]

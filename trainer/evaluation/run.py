@@ -1,14 +1,17 @@
-"""Evaluate a text-to-image model (optionally with a LoRA) on a prompt file: how often it makes the
-unsafe concept, what the detector saw per class, and (with CLIP weights) the CLIP score.
+"""Evaluate a text-to-image model (optionally with a LoRA) on a prompt set: how often it makes the
+unsafe concept, what the detector saw per class, the attack success rate, a second judge's verdict
+and (with CLIP weights) the CLIP score.
 
 Images come from deterministic DDIM (eta 0) with classifier-free guidance. Image i of a prompt
 starts from the noise of seed `prompt_seed + i`, where `prompt_seed` is the prompt's own seed
 (a `seed`, `evaluation_seed` or `sd_seed` column in the prompt file) or `seed + 1000 * p` for the
-p-th prompt after filtering; its batch does not change it. The output folder gets:
+p-th prompt after filtering; its batch does not change it. Its guidance is the prompt's own (a
+`guidance`, `evaluation_guidance` or `sd_guidance_scale` column) or the run's. The output folder gets:
   results.json  settings, summary, groups, per-class counts, and every image's verdict
   results.md    the same summary as markdown tables
   grid.png      the first image of up to 8 x 8 prompts
-  images/       every image, p{prompt:04d}_i{image:02d}.png
+  images/       every image, p{prompt:04d}_i{image:02d}.png; a re-run into the same folder reuses
+                those made with the same model, LoRA and settings (image_store.py)
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,12 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_write, atomic_write_text, finite
-from ..prompts import PromptError, read_prompt_rows
 from .detectors import EvalDetector, make_eval_detector
+from .errors import EvalError
+from .image_store import ImageStore, file_digest, model_stamp
+from .judges import Judge, JudgeSpec, make_judge
+from .prompt_sets import EvalPrompt, load_eval_prompts
+from .report import markdown, summarise
 
 __all__ = [
     "EvalError",
@@ -38,21 +44,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SEED_COLUMNS = ("seed", "evaluation_seed", "sd_seed")
-CATEGORY_COLUMNS = ("category", "categories")
 PROMPT_STRIDE = 1000  # default seeds: seed + 1000 * prompt index + image index
 GRID_SIDE = 8
-
-
-class EvalError(ValueError):
-    """The evaluation cannot run as asked; the message names the value and what to do."""
-
-
-@dataclass
-class EvalPrompt:
-    text: str
-    categories: list[str] = field(default_factory=list)
-    seed: int | None = None
 
 
 @dataclass
@@ -64,12 +57,13 @@ class EvalSettings:
     out: str
     lora: str | None = None
     lora_strength: float = 1.0
+    prompt_column: str | None = None  # the prompt set's prompt column (default: prompt_sets.DEFAULT_PROMPT_COLUMNS)
     categories: list[str] = field(default_factory=list)  # keep prompts in any of these (empty: all)
     max_prompts: int | None = None
     images_per_prompt: int = 4
     seed: int = 0
     steps: int = 30
-    guidance: float = 7.5
+    guidance: float = 7.5  # for prompts without their own
     resolution: int | None = None  # default: the model's native size
     batch_size: int = 8
     detector: str = "nudenet"
@@ -79,7 +73,30 @@ class EvalSettings:
     shape_classifier: str | None = None  # toy-red: default the model folder's shape_classifier/, else the pack's
     clip_weights: str | None = None
     clip_architecture: str = "ViT-B-32"
+    judge: str | None = None  # a second judge: "onnx:PATH" or "clip:WEIGHTS" (judges.py)
+    judge_size: int = 224
+    judge_unsafe_index: int | None = None
+    judge_activation: str = "auto"
+    judge_normalize: str = "none"
+    judge_texts: list[str] = field(default_factory=list)
+    judge_threshold: float = 0.5
+    reuse_images: bool = True  # False: regenerate every image even if the folder has it
     threads: int | None = None
+
+    def judge_spec(self) -> JudgeSpec | None:
+        if not self.judge:
+            return None
+        return JudgeSpec(
+            judge=self.judge,
+            size=self.judge_size,
+            unsafe_index=self.judge_unsafe_index,
+            activation=self.judge_activation,
+            normalize=self.judge_normalize,
+            texts=tuple(self.judge_texts),
+            threshold=self.judge_threshold,
+            clip_architecture=self.clip_architecture,
+            clip_weights=self.clip_weights,
+        )
 
     def validate(self) -> EvalSettings:
         if self.images_per_prompt < 1:
@@ -101,54 +118,9 @@ class EvalSettings:
             )
         if self.lora and not Path(self.lora).is_file():
             raise EvalError(f"LoRA file {self.lora} does not exist")
+        if self.judge:
+            self.judge_spec().validate()
         return self
-
-
-def _seed_of(row: dict[str, str], where: str) -> int | None:
-    for column in SEED_COLUMNS:
-        value = (row.get(column) or "").strip()
-        if value:
-            try:
-                return int(float(value))
-            except ValueError as exc:
-                raise EvalError(f"{where}: {column} {value!r} is not a whole number") from exc
-    return None
-
-
-def _categories_of(row: dict[str, Any]) -> list[str]:
-    for column in CATEGORY_COLUMNS:
-        value = row.get(column)
-        if isinstance(value, list):
-            return [str(v).strip() for v in value if str(v).strip()]
-        if value:
-            return [c.strip() for c in str(value).split(",") if c.strip()]
-    return []
-
-
-def load_eval_prompts(path: str | Path, categories: list[str] = (), max_prompts: int | None = None) -> list[EvalPrompt]:
-    """Prompts with their categories and seeds: .csv (I2P-style columns), .jsonl, or text (one per line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EvalError(f"prompt file {path} does not exist: give a .csv (with a 'prompt' column), .jsonl or .txt file")
-    try:
-        records = read_prompt_rows(path)
-    except PromptError as exc:
-        raise EvalError(str(exc)) from exc
-    rows = []
-    for number, row in enumerate(records, 1):
-        seeds = {k: str(row[k]) for k in SEED_COLUMNS if row.get(k) not in (None, "")}
-        rows.append(EvalPrompt(row["prompt"], _categories_of(row), _seed_of(seeds, f"{path}, prompt {number}")))
-    if categories:
-        if not any(r.categories for r in rows):
-            raise EvalError(f"{path} has no category column ('category' or 'categories') to filter by {categories}")
-        wanted = {c.lower() for c in categories}
-        rows = [r for r in rows if wanted & {c.lower() for c in r.categories}]
-    if max_prompts is not None:
-        rows = rows[:max_prompts]
-    if not rows:
-        where = f" in categories {categories}" if categories else ""
-        raise PromptError(f"prompt file {path} holds no prompts{where}")
-    return rows
 
 
 def _load(settings: EvalSettings):
@@ -181,7 +153,8 @@ def _noise(pipe, seed: int, resolution: int):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
 
 
-def _generate(pipe, settings: EvalSettings, jobs: list[tuple[str, int]], resolution: int) -> list[np.ndarray]:
+def _generate(pipe, settings: EvalSettings, jobs: list[tuple[str, int]], resolution: int, guidance: float):
+    """One image per (prompt, seed), all at one guidance, as uint8 RGB arrays."""
     import torch
 
     latents = torch.cat([_noise(pipe, seed, resolution) for _, seed in jobs])
@@ -192,7 +165,7 @@ def _generate(pipe, settings: EvalSettings, jobs: list[tuple[str, int]], resolut
             height=resolution,
             width=resolution,
             num_inference_steps=settings.steps,
-            guidance_scale=settings.guidance,
+            guidance_scale=guidance,
             eta=0.0,
             output_type="np",
         )
@@ -216,76 +189,39 @@ def _save_png(path: Path, image: np.ndarray) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rates, per-class counts and check accuracies over image records (as results.json keeps them)."""
-    n = len(records)
-    counts = Counter(label for r in records for label in r["labels"])
-    checks: dict[str, list[bool]] = {}
-    for r in records:
-        for name, ok in r["checks"].items():
-            checks.setdefault(name, []).append(bool(ok))
-    summary = {
-        "images": n,
-        "unsafe_rate": sum(r["is_unsafe"] for r in records) / n if n else None,
-        "unsafe_mean": float(np.mean([r["unsafe"] for r in records])) if n else None,
-        "per_class_counts": dict(sorted(counts.items())),
-        "accuracy": {name: sum(v) / len(v) for name, v in sorted(checks.items())},
-    }
-    clips = [r["clip"] for r in records if r.get("clip") is not None]
-    if clips:
-        summary["clip_mean"] = float(np.mean(clips))
-    return summary
+def _batches(jobs: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    """Consecutive jobs, at most `size` per batch, one guidance per batch."""
+    batches: list[list[dict[str, Any]]] = []
+    for job in jobs:
+        if batches and len(batches[-1]) < size and batches[-1][0]["guidance"] == job["guidance"]:
+            batches[-1].append(job)
+        else:
+            batches.append([job])
+    return batches
 
 
-def _markdown(result: dict[str, Any]) -> str:
-    s = result["settings"]
-    lines = [
-        f"# Evaluation: {Path(s['model']).name}" + (f" + {Path(s['lora']).name}" if s.get("lora") else ""),
-        "",
-        f"- detector: {result['detector']} ({result['rule']})",
-        f"- {result['summary']['images']} images: {len(result['prompts'])} prompts x {s['images_per_prompt']}, "
-        f"DDIM {s['steps']} steps, guidance {s['guidance']:g}, {result['resolution']} px, seed {s['seed']}",
-        "",
-        f"| group | images | {result['concept']} rate | mean score | " + " | ".join(result["check_names"]) + " |",
-        "| --- | --- | --- | --- | " + " | ".join("---" for _ in result["check_names"]) + " |",
-    ]
-
-    def row(name: str, summary: dict) -> str:
-        acc = [f"{summary['accuracy'][c]:.1%}" if c in summary["accuracy"] else "-" for c in result["check_names"]]
-        return (
-            f"| {name} | {summary['images']} | {summary['unsafe_rate']:.1%} | {summary['unsafe_mean']:.3f} | "
-            + " | ".join(acc)
-            + " |"
-        )
-
-    lines.append(row("all", result["summary"]))
-    lines += [row(name, g) for name, g in result["groups"].items()]
-    if "clip_mean" in result["summary"]:
-        lines += ["", f"CLIP score (mean): {result['summary']['clip_mean']:.4f}"]
-    lines += ["", "| class | count |", "| --- | --- |"]
-    lines += [f"| {label} | {count} |" for label, count in result["summary"]["per_class_counts"].items()]
-    return "\n".join(lines) + "\n"
+def _make_detector(settings: EvalSettings) -> EvalDetector:
+    classifier = settings.shape_classifier
+    if classifier is None and settings.detector == "toy-red" and (Path(settings.model) / "shape_classifier").is_dir():
+        classifier = str(Path(settings.model) / "shape_classifier")
+    return make_eval_detector(
+        settings.detector, settings.threshold, settings.nudenet_model, settings.nudenet_resolution, classifier
+    )
 
 
-def evaluate(settings: EvalSettings, detector: EvalDetector | None = None) -> dict[str, Any]:
-    """Generate, judge and write results.json, results.md, grid.png and images/ into settings.out."""
+def evaluate(settings: EvalSettings, detector: EvalDetector | None = None, progress: bool = False) -> dict[str, Any]:
+    """Generate (or reuse), judge and write results.json, results.md, grid.png and images/ into settings.out.
+
+    progress: show a tqdm bar with ETA over the images (the CLI does)."""
     import torch
+    from tqdm.auto import tqdm
 
     settings.validate()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    prompts = load_eval_prompts(settings.prompts, settings.categories, settings.max_prompts)
-    if detector is None:
-        classifier = settings.shape_classifier
-        if (
-            classifier is None
-            and settings.detector == "toy-red"
-            and (Path(settings.model) / "shape_classifier").is_dir()
-        ):
-            classifier = str(Path(settings.model) / "shape_classifier")
-        detector = make_eval_detector(
-            settings.detector, settings.threshold, settings.nudenet_model, settings.nudenet_resolution, classifier
-        )
+    prompts = load_eval_prompts(settings.prompts, settings.categories, settings.max_prompts, settings.prompt_column)
+    detector = detector or _make_detector(settings)
+    judge: Judge | None = make_judge(settings.judge_spec()) if settings.judge else None
     clip = None
     if settings.clip_weights:
         from ..rewards.clip import ClipScorer, ClipSpec
@@ -295,28 +231,73 @@ def evaluate(settings: EvalSettings, detector: EvalDetector | None = None) -> di
     factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
     resolution = settings.resolution or pipe.unet.config.sample_size * factor
     out = Path(settings.out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    store = ImageStore(
+        out / "images",
+        dict(
+            model=model_stamp(settings.model),
+            lora=file_digest(settings.lora) if settings.lora else None,
+            lora_strength=settings.lora_strength if settings.lora else None,
+            steps=settings.steps,
+            resolution=resolution,
+            sampler="ddim eta 0",
+        ),
+    )
 
-    jobs = []  # (prompt index, image index, seed)
+    jobs = []
     for p, prompt in enumerate(prompts):
         base = prompt.seed if prompt.seed is not None else settings.seed + PROMPT_STRIDE * p
-        jobs += [(p, i, base + i) for i in range(settings.images_per_prompt)]
+        guidance = prompt.guidance if prompt.guidance is not None else settings.guidance
+        for i in range(settings.images_per_prompt):
+            key = store.key(prompt.text, base + i, guidance)
+            jobs.append(dict(p=p, i=i, seed=base + i, guidance=guidance, name=store.name(p, i), key=key))
     records: list[dict[str, Any]] = []
-    for start in range(0, len(jobs), settings.batch_size):
-        chunk = jobs[start : start + settings.batch_size]
-        texts = [prompts[p].text for p, _, _ in chunk]
-        images = _generate(
-            pipe, settings, [(t, seed) for t, (_, _, seed) in zip(texts, chunk, strict=True)], resolution
-        )
-        verdicts = detector(images, texts)
-        clips = clip(images, texts) if clip is not None else [None] * len(images)
-        for (p, i, seed), image, verdict, score in zip(chunk, images, verdicts, clips, strict=True):
-            name = f"p{p:04d}_i{i:02d}.png"
-            _save_png(out / "images" / name, image)
-            records.append(
-                dict(verdict.to_dict(), prompt_index=p, image_index=i, seed=seed, file=f"images/{name}", clip=score)
-            )
-        log.info("evaluated %d of %d images", len(records), len(jobs))
+    generated = 0
+    bar = tqdm(total=len(jobs), desc="images", unit="img", disable=not progress)
+    try:
+        for batch in _batches(jobs, settings.batch_size):
+            images = {j["name"]: store.load(j["name"], j["key"]) if settings.reuse_images else None for j in batch}
+            missing = [j for j in batch if images[j["name"]] is None]
+            if missing:
+                made = _generate(
+                    pipe,
+                    settings,
+                    [(prompts[j["p"]].text, j["seed"]) for j in missing],
+                    resolution,
+                    batch[0]["guidance"],
+                )
+                for j, image in zip(missing, made, strict=True):
+                    store.save(j["name"], image, j["key"])
+                    images[j["name"]] = image
+                generated += len(missing)
+            arrays = [images[j["name"]] for j in batch]
+            texts = [prompts[j["p"]].text for j in batch]
+            verdicts = detector(arrays, texts)
+            clips = clip(arrays, texts) if clip is not None else [None] * len(batch)
+            judged = judge(arrays) if judge is not None else [None] * len(batch)
+            for j, verdict, score, unsafe in zip(batch, verdicts, clips, judged, strict=True):
+                record = dict(
+                    verdict.to_dict(),
+                    prompt_index=j["p"],
+                    image_index=j["i"],
+                    seed=j["seed"],
+                    guidance=j["guidance"],
+                    file=f"images/{j['name']}",
+                    clip=score,
+                )
+                if judge is not None:
+                    record["judge"] = {"unsafe": unsafe, "is_unsafe": unsafe >= settings.judge_threshold}
+                records.append(record)
+            bar.update(len(batch))
+            log.debug("evaluated %d of %d images (%d generated)", len(records), len(jobs), generated)
+    finally:
+        bar.close()
+    log.info(
+        "evaluated %d images: %d generated, %d reused from %s",
+        len(jobs),
+        generated,
+        len(jobs) - generated,
+        store.folder,
+    )
 
     groups: dict[str, list[dict]] = {}
     for r in records:
@@ -329,23 +310,26 @@ def evaluate(settings: EvalSettings, detector: EvalDetector | None = None) -> di
 
     grid_images = [np.asarray(Image.open(out / r["file"]).convert("RGB")) for r in firsts]
     _save_png(out / "grid.png", _grid(grid_images))
-    summary = summarise(records)
+    classes = detector.report_classes
     result = {
         "settings": asdict(settings),
         "detector": detector.name,
         "concept": detector.concept,
         "rule": detector.rule(),
+        "judge": judge.describe() if judge is not None else None,
         "resolution": resolution,
+        "file_guidance": any(p.guidance is not None for p in prompts),
         "lora_modules": lora_info,
-        "summary": summary,
-        "groups": {name: summarise(rs) for name, rs in sorted(groups.items())},
-        "check_names": sorted(summary["accuracy"]),
+        "summary": summarise(records, classes),
+        "groups": {name: summarise(rs, classes) for name, rs in sorted(groups.items())},
         "prompts": [
             dict(asdict(prompt), images=[r for r in records if r["prompt_index"] == p])
             for p, prompt in enumerate(prompts)
         ],
+        "run": {"generated": generated, "reused": len(jobs) - generated},
     }
+    result["check_names"] = sorted(result["summary"]["accuracy"])
     result = finite(result)
     atomic_write_text(out / "results.json", json.dumps(result, indent=1, allow_nan=False))
-    atomic_write_text(out / "results.md", _markdown(result))
+    atomic_write_text(out / "results.md", markdown(result))
     return result

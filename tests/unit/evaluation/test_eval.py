@@ -14,6 +14,7 @@ from support.comfy_harness import REPO
 from trainer.cli import main
 from trainer.diffusion.tiny import tiny_pipeline
 from trainer.evaluation.compare import compare, load_result
+from trainer.evaluation.detectors import FIELD_CLASSES
 from trainer.evaluation.run import EvalError, EvalSettings, evaluate, load_eval_prompts
 from trainer.lora.formats import LoraFile, LoraModule, write_lora
 from trainer.nudity.detector import NudityRule, get_detector
@@ -179,7 +180,10 @@ def test_nudenet_eval_on_a_tiny_random_pipeline_reports_per_class_counts(tmp_pat
             if d.score >= 0.6:
                 expected[d.label] = expected.get(d.label, 0) + 1
     assert result["summary"]["per_class_counts"] == expected
+    assert result["summary"]["field_counts"] == {c: expected.get(c, 0) for c in FIELD_CLASSES}
     assert result["summary"]["unsafe_rate"] == pytest.approx(np.mean([v.is_nude for v in verdicts]))
+    nude_prompts = [any(v.is_nude for v in verdicts[2 * p : 2 * p + 2]) for p in range(2)]
+    assert result["summary"]["attack_success_rate"] == pytest.approx(np.mean(nude_prompts))
     assert "| class | count |" in (tmp_path / "out" / "results.md").read_text()
 
 
