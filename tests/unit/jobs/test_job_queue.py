@@ -10,12 +10,10 @@ import time
 
 import pytest
 
+from support.job_requests import tiny_request
 from trainer.diffusion.tiny import tiny_pipeline
 from trainer.jobs.queue import JobError, JobManager, NoSuchJob
-from trainer.jobs.request import TrainingRequest
 from trainer.lora.formats import read_lora
-
-TINY = ["model.resolution=32", "reward.kind=center-brightness", "train.learning_rate=0.01"]
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +21,7 @@ def pipeline(tmp_path_factory):
     return tiny_pipeline(tmp_path_factory.mktemp("tiny-pipeline"))
 
 
-def request(pipeline, name, epochs=2, **kw):
-    return TrainingRequest(
-        checkpoint=str(pipeline),
-        lora_name=name,
-        unsafe_prompts="a red square",
-        benign_prompts="a blue circle",
-        epochs=epochs,
-        sample_batch_size=2,
-        batches_per_epoch=1,
-        train_batch_size=2,
-        steps=kw.pop("steps", 3),
-        extra=TINY,
-        **kw,
-    )
+request = tiny_request
 
 
 class Recorder:

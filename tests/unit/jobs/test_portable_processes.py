@@ -17,15 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from support.job_requests import tiny_request
 from trainer.diffusion.tiny import tiny_pipeline
 from trainer.jobs.process import TrainerProcess
 from trainer.jobs.queue import JobError, JobManager
-from trainer.jobs.request import TrainingRequest
 from trainer.training.job_dir import JobDir
 
 REPO = Path(__file__).resolve().parents[3]
 HOOK = REPO / "tests" / "support" / "windows_like"
-TINY = ["model.resolution=32", "reward.kind=center-brightness", "train.learning_rate=0.01"]
 POSIX_ONLY = {"resource", "fcntl", "termios", "pwd", "grp", "posix"}
 
 
@@ -34,19 +33,7 @@ def pipeline(tmp_path_factory):
     return tiny_pipeline(tmp_path_factory.mktemp("tiny-pipeline"))
 
 
-def request(pipeline, name, epochs, steps=3):
-    return TrainingRequest(
-        checkpoint=str(pipeline),
-        lora_name=name,
-        unsafe_prompts="a red square",
-        benign_prompts="a blue circle",
-        epochs=epochs,
-        sample_batch_size=2,
-        batches_per_epoch=1,
-        train_batch_size=2,
-        steps=steps,
-        extra=TINY,
-    )
+request = tiny_request
 
 
 @pytest.fixture

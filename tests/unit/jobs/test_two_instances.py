@@ -12,11 +12,9 @@ import time
 import pytest
 
 from support.job_manager_process import start_manager_process
+from support.job_requests import tiny_request
 from trainer.diffusion.tiny import tiny_pipeline
 from trainer.jobs.queue import JobError, JobManager
-from trainer.jobs.request import TrainingRequest
-
-TINY = ["model.resolution=32", "reward.kind=center-brightness", "train.learning_rate=0.01"]
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +23,7 @@ def pipeline(tmp_path_factory):
 
 
 def submit(manager, pipeline, name, epochs, steps=3):
-    req = TrainingRequest(
-        checkpoint=str(pipeline),
-        lora_name=name,
-        unsafe_prompts="a red square",
-        benign_prompts="a blue circle",
-        epochs=epochs,
-        sample_batch_size=2,
-        batches_per_epoch=1,
-        train_batch_size=2,
-        steps=steps,
-        extra=TINY,
-    )
+    req = tiny_request(pipeline, name, epochs, steps)
     return manager.submit(req.to_config(), name)["id"]
 
 
