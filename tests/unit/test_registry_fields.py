@@ -8,12 +8,12 @@ syntax, read with pathspec's "gitwildmatch"), plus `[tool.comfy] includes`.
 import re
 import shutil
 import subprocess
-import tomllib
 import warnings
 import xml.etree.ElementTree as ET
 from urllib.parse import urlparse
 
 import pytest
+import tomllib
 from packaging.specifiers import SpecifierSet
 
 import trainer
