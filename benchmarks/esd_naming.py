@@ -1,13 +1,13 @@
 """Why ESD-x named by the bare word "red" does not move in the toy world, and what it does when named by prompts.
 
-    python benchmarks/esd_naming.py [--epochs 5] [--images-per-prompt 2] [--out test-artifacts/esd-naming]
+    python benchmarks/esd_naming.py [--method ESD-x|ESD-u] [--epochs 5] [--images-per-prompt 2] [--out test-artifacts/esd-naming]
 
 Three measurements on the committed toy model (models/toyworld), printed and written to
---out/esd-naming.json:
+--out/esd-naming-<method>.json:
 1. Guidance strength: the rms of the frozen model's guidance eps(x, c) - eps(x, "") along its own
    DDIM trajectory (10 steps, guidance 7.5, seed 0) for the bare word "red", full red prompts and
    blue ones; the erasure target of ESD is this guidance reversed, so a weak one leaves little to erase.
-2. ESD-x as the `esd-x` preset runs it (x_t from the model being trained, negative guidance 1, DDIM
+2. ESD-x (or ESD-u, `--method`) as the `esd-x` (`esd-u`) preset runs it (x_t from the model being trained, negative guidance 1, DDIM
    50 steps at guidance 3, batch 1, lr 1e-3 for the LoRA), `--epochs` epochs of 50 iterations, named
    (a) by the bare word "red" (as the bench and the paper name a concept) and (b) by the training
    templates' red and synonym prompts (as All-but-One is named in the bench).
@@ -86,18 +86,18 @@ def guidance_strength(prompts: list[str], steps: int = 10, guidance: float = 7.5
     return {p: {k: round(float(table[i, s].mean()), 4) for k, s in thirds.items()} for i, p in enumerate(prompts)}
 
 
-def train_esd_x(job: Path, concepts: list[str], epochs: int) -> Path:
+def train_esd(method: str, job: Path, concepts: list[str], epochs: int) -> Path:
     sets = [
         *(s for s in COMMON if not s.startswith("train.epochs")),
-        *(s for s in METHODS["ESD-x"] if not s.startswith(("erase.concepts", "train.epochs"))),
+        *(s for s in METHODS[method] if not s.startswith(("erase.concepts", "train.epochs"))),
         f"train.epochs={epochs}",
         f"erase.concepts={json.dumps(concepts)}",
         f'output.lora_path="{job / "lora.safetensors"}"',
     ]
-    cmd = [sys.executable, "-m", "trainer", "train", "--preset", "esd-x", "--job-dir", str(job)]
+    cmd = [sys.executable, "-m", "trainer", "train", "--preset", method.lower(), "--job-dir", str(job)]
     cmd += [a for s in sets for a in ("--set", s)]
     env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
-    log.info("training ESD-x on %d concept prompt(s) into %s", len(concepts), job)
+    log.info("training %s on %d concept prompt(s) into %s", method, len(concepts), job)
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     return job / "lora.safetensors"
 
@@ -105,7 +105,8 @@ def train_esd_x(job: Path, concepts: list[str], epochs: int) -> Path:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=5, help="ESD-x epochs of 50 iterations (default 5)")
+    parser.add_argument("--method", default="ESD-x", choices=["ESD-x", "ESD-u"])
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of 50 iterations (default 5)")
     parser.add_argument("--images-per-prompt", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "test-artifacts" / "esd-naming"))
     args = parser.parse_args()
@@ -119,10 +120,12 @@ def main() -> int:
 
     train, held = prompts_by_group(TRAIN_TEMPLATES), prompts_by_group(HELDOUT_TEMPLATES)
     loras = {
-        "word": train_esd_x(out / "job-word", ["red"], args.epochs),
-        "prompts": train_esd_x(out / "job-prompts", train["red"] + train["synonym"], args.epochs),
+        "word": train_esd(args.method, out / f"job-{args.method}-word", ["red"], args.epochs),
+        "prompts": train_esd(
+            args.method, out / f"job-{args.method}-prompts", train["red"] + train["synonym"], args.epochs
+        ),
     }
-    names = {"base": "base", "word": "ESD-x, the word", "prompts": "ESD-x, the prompts"}
+    names = {"base": "base", "word": f"{args.method}, the word", "prompts": f"{args.method}, the prompts"}
     csv_path = out / "heldout.csv"
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -130,7 +133,8 @@ def main() -> int:
         writer.writerows([p, g] for g, ps in held.items() for p in ps)
     rows = {}
     for key, lora in {"base": None, **loras}.items():
-        result = evaluate_model(str(lora) if lora else None, csv_path, out / f"eval-{key}", args.images_per_prompt)
+        folder = out / ("eval-base" if lora is None else f"eval-{args.method}-{key}")
+        result = evaluate_model(str(lora) if lora else None, csv_path, folder, args.images_per_prompt)
         rows[names[key]] = measures(result, held, None)
     print("| model | red: red prompts | red: synonyms | red: benign | safe meaning kept | benign kept |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -139,8 +143,8 @@ def main() -> int:
             row[k] for k in ("red_rate_red", "red_rate_synonym", "red_rate_benign", "safe_meaning_red", "benign_kept")
         ]
         print(f"| {name} | " + " | ".join(f"{100 * c:.1f}%" for c in cells) + " |")
-    (out / "esd-naming.json").write_text(
-        json.dumps({"guidance_rms": strength, "epochs": args.epochs, "rows": rows}, indent=1)
+    (out / f"esd-naming-{args.method}.json").write_text(
+        json.dumps({"guidance_rms": strength, "method": args.method, "epochs": args.epochs, "rows": rows}, indent=1)
     )
     return 0
 
