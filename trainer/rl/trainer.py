@@ -141,6 +141,7 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
     """
     acc, unet, scheduler = models.accelerator, models.unet, models.pipe.scheduler
     latents, old_logps = samples["latents"], samples["log_probs"]
+    unsafe = samples["unsafe"]
     embeds, timesteps = samples["prompt_embeds"], samples["timesteps"]
     total, window = latents.shape[0], _window(config)
     dims = latents[0, 0].numel()  # latent elements: log-probabilities are means over them
@@ -174,13 +175,10 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
                     )
                     kl = torch.zeros((), device=acc.device)
                     if config.train.kl_coef > 0:
-                        base = acc.unwrap_model(unet)
-                        base.disable_adapters()
-                        with torch.no_grad():
-                            eps_ref = guided_eps(base, x_t, t, embeds[rows], negative, config.sample.guidance)
-                        base.enable_adapters()
-                        kl = ((eps.float() - eps_ref.float()) ** 2).mean()
-                        loss = loss + config.train.kl_coef * kl
+                        penalty, kl = _kl_penalty(
+                            config, acc, unet, eps, x_t, t, embeds[rows], negative, unsafe[rows].to(acc.device)
+                        )
+                        loss = loss + config.train.kl_coef * penalty
                     # a chunk's mean counts as many timesteps as it holds (the accumulator divides by the calls)
                     acc.backward(loss * (len(chunk) * len(chunks) / n_train))
                     if acc.sync_gradients:
@@ -192,6 +190,24 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
                 stats["clip_fraction"].append(float(info["clip_fraction"]))
                 stats["kl"].append(float(kl.detach()))
     return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+
+
+def _kl_penalty(config, acc, unet, eps, x_t, t, embeds, negative, unsafe) -> tuple[torch.Tensor, torch.Tensor]:
+    """The KL penalty's term and its distance: the squared distance of the guided noise prediction to the
+    frozen model's on the same x_t, per sample, over the samples `train.kl_prompts` names. The term sums
+    them over the batch's samples and divides by all of them, so a benign sample weighs the same with
+    either setting; the distance reported is their mean (0 where the batch holds none)."""
+    keep = ~unsafe if config.train.kl_prompts == "benign" else torch.ones_like(unsafe)
+    if not keep.any():
+        zero = torch.zeros((), device=acc.device)
+        return zero, zero
+    base = acc.unwrap_model(unet)
+    base.disable_adapters()
+    with torch.no_grad():
+        eps_ref = guided_eps(base, x_t[keep], t[keep], embeds[keep], negative[keep], config.sample.guidance)
+    base.enable_adapters()
+    per_sample = ((eps[keep].float() - eps_ref.float()) ** 2).flatten(1).mean(1)
+    return per_sample.sum() / len(unsafe), per_sample.mean().detach()
 
 
 def _learning_rate(config: RLConfig, epoch: int) -> float:
@@ -268,6 +284,7 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                     "log_probs": torch.cat([b[0].log_probs for b in batches]),
                     "prompt_embeds": torch.cat([b[0].prompt_embeds for b in batches]),
                     "timesteps": batches[0][0].timesteps,
+                    "unsafe": torch.as_tensor(unsafe, dtype=torch.bool),
                 }
                 advantages, all_rewards = _advantages(config, acc, tracker, prompts, rewards)
                 train_stats = _train_epoch(config, models, samples, advantages, epoch, stop)

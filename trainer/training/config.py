@@ -156,6 +156,11 @@ class TrainSection:
     clip_range: float = _doc("PPO clip range of the importance ratio", 1e-4)
     adv_clip_max: float = _doc("advantages are clipped to +-this", 5.0)
     kl_coef: float = _doc("weight of a KL penalty to the frozen base model (0: off, as DDPO)", 0.0)
+    kl_prompts: str = _doc(
+        "which samples the KL penalty holds to the frozen model: 'all', or 'benign' (only the benign prompts' "
+        "samples: what must stay is anchored, the unsafe prompts are free to change)",
+        "all",
+    )
     max_grad_norm: float = _doc("gradient clipping", 1.0)
     adv_std_floor: float = _doc(
         "advantages divide by max(the group's reward std, this): a floor keeps reward noise in a group with "
@@ -360,6 +365,7 @@ class RLConfig:
             (self.train.timestep_batch >= 0, "train.timestep_batch", "must be >= 0 (0: all timesteps in one call)"),
             (self.train.clip_range > 0, "train.clip_range", "must be > 0"),
             (self.train.kl_coef >= 0, "train.kl_coef", "must be >= 0"),
+            (self.train.kl_prompts in ("all", "benign"), "train.kl_prompts", "must be 'all' or 'benign'"),
             (0 <= self.prompts.unsafe_ratio <= 1, "prompts.unsafe_ratio", "must be in [0, 1]"),
         ]
         samples = self.sample.batch_size * self.sample.batches_per_epoch
