@@ -198,6 +198,11 @@ class RewardSection:
         "auto",
     )
     w_align: float = _doc("toy-red: weight of the alignment part (w_nude weighs 1 - red)", 1.0)
+    red_margin: float = _doc(
+        "toy-red: hue distance beyond the detector's red band over which the graded red score falls to 0 "
+        "(0: it is 0 wherever the detector reads not red; > 0 keeps paying to move away from the band's edge)",
+        0.0,
+    )
     toy_shape_classifier: str = _doc("toy-red: shape classifier folder; empty: the committed one", "")
 
 
