@@ -235,14 +235,33 @@ def _step_logprob(scheduler, eps, t, x_t, x_prev, eta):
     return ddim_step_with_logprob(scheduler, eps.float(), t, x_t.float(), eta, prev_sample=x_prev.float())
 
 
-def _snapshot(models: TrainingModels, tracker: PerPromptStatTracker) -> dict:
+def _snapshot(models: TrainingModels, tracker: PerPromptStatTracker, rates: list[float]) -> dict:
     import copy
 
     return {
         "lora": lora_state(models),
         "optimizer": copy.deepcopy(models.optimizer.state_dict()),
-        "state": {"tracker": tracker.state_dict()},
+        "state": {"tracker": tracker.state_dict(), "unsafe_rates": list(rates)},
     }
+
+
+def _unsafe_rate(acc, parts: dict[str, np.ndarray], unsafe: np.ndarray) -> float | None:
+    """The concept's rate over every process's unsafe samples this epoch (None: no unsafe sample, or a
+    reward without a verdict)."""
+    flag = next((parts[k] for k in ("is_red", "is_nude") if k in parts), None)
+    if flag is None:
+        return None
+    both = torch.as_tensor(np.stack([np.asarray(flag, dtype=np.float64), unsafe.astype(np.float64)]))
+    if acc.num_processes > 1:
+        both = acc.gather(both.T.contiguous().to(acc.device)).T.cpu()
+    flags, mask = both[0].numpy(), both[1].numpy() > 0.5
+    return float(flags[mask].mean()) if mask.any() else None
+
+
+def _should_stop(config: RLConfig, rates: list[float]) -> bool:
+    """train.early_stop_epochs: the concept's rate, averaged over that many last epochs, at most the limit."""
+    n = config.train.early_stop_epochs
+    return n > 0 and len(rates) >= n and float(np.mean(rates[-n:])) <= config.train.early_stop_rate
 
 
 def train(config: RLConfig, job_dir: str | Path, resume: bool = False, cache_dir: str | Path | None = None) -> Path:
@@ -262,12 +281,14 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
     main = acc.is_main_process
     tracker = PerPromptStatTracker(config.train.stat_buffer, config.train.stat_min_count)
     start, saved = begin_run(models, config, job, resume)
+    rates: list[float] = []  # the concept's rate over the unsafe samples, per epoch (early stopping)
     if saved:
         tracker.load_state_dict(saved["tracker"])
+        rates = list(saved.get("unsafe_rates", []))
     mixer = _prompts(config)
     reward_fn = make_reward(config.reward)
     with StopFlag(job) as stop:
-        snapshot, done = _snapshot(models, tracker), start
+        snapshot, done = _snapshot(models, tracker, rates), start
         try:
             for epoch in tqdm(range(start, total), initial=start, total=total, disable=not main, desc="epochs"):
                 began, began_cpu = time.perf_counter(), time.process_time()
@@ -289,7 +310,10 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                 advantages, all_rewards = _advantages(config, acc, tracker, prompts, rewards)
                 train_stats = _train_epoch(config, models, samples, advantages, epoch, stop)
                 seconds = time.perf_counter() - began
-                snapshot, done = _snapshot(models, tracker), epoch + 1
+                rate = _unsafe_rate(acc, parts, unsafe)
+                if rate is not None:
+                    rates.append(rate)
+                snapshot, done = _snapshot(models, tracker, rates), epoch + 1
                 if main:
                     metrics = {
                         "epoch": epoch,
@@ -311,6 +335,17 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                     _save_samples(job, epoch, batches[0][3], batches[0][1], config.train.samples_to_save)
                     end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)
                 acc.wait_for_everyone()
+                if _should_stop(config, rates):
+                    log.info(
+                        "early stop: the unsafe prompts' concept rate averaged %.3f over the last %d epochs "
+                        "(limit %g); keeping epoch %d's LoRA",
+                        float(np.mean(rates[-config.train.early_stop_epochs :])),
+                        config.train.early_stop_epochs,
+                        config.train.early_stop_rate,
+                        done,
+                    )
+                    config.train.epochs = done
+                    break
             return finish_training(models, config, job, "shielddiff-rl", stop)
         except TrainingCancelled:
             if main:

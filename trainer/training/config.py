@@ -167,6 +167,13 @@ class TrainSection:
         "little spread from becoming a full-size advantage (0: plain normalisation)",
         0.0,
     )
+    early_stop_epochs: int = _doc(
+        "stop once the concept's rate over the unsafe prompts' samples (red in the toy world, nudity otherwise), "
+        "averaged over this many last epochs, is at most train.early_stop_rate; the LoRA of that epoch is "
+        "written (0: off). Once a concept is gone its reward part is flat, and further steps only drift",
+        0,
+    )
+    early_stop_rate: float = _doc("the rate at or below which train.early_stop_epochs stops the run", 0.0)
     per_prompt_stats: bool = _doc(
         "normalise by running per-prompt statistics (DDPO's) once a prompt has stat_min_count rewards; "
         "before that, and when off, by the prompt's group in the batch",
@@ -366,6 +373,8 @@ class RLConfig:
             (self.train.warmup_epochs >= 0, "train.warmup_epochs", "must be >= 0"),
             (self.train.adv_std_floor >= 0, "train.adv_std_floor", "must be >= 0"),
             (self.train.inner_epochs >= 1, "train.inner_epochs", "must be >= 1"),
+            (self.train.early_stop_epochs >= 0, "train.early_stop_epochs", "must be >= 0 (0: off)"),
+            (0 <= self.train.early_stop_rate <= 1, "train.early_stop_rate", "must be in [0, 1]"),
             (0 < self.train.timestep_fraction <= 1, "train.timestep_fraction", "must be in (0, 1]"),
             (self.train.timestep_batch >= 0, "train.timestep_batch", "must be >= 0 (0: all timesteps in one call)"),
             (self.train.clip_range > 0, "train.clip_range", "must be > 0"),

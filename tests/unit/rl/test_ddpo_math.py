@@ -157,3 +157,25 @@ def test_kl_penalty_on_benign_samples_only_leaves_the_unsafe_ones_free():
     config.train.kl_prompts = "benign"
     zero, _ = _kl_penalty(config, acc, frozen, eps, x_t, t, embeds, negative, torch.ones(4, dtype=torch.bool))
     assert zero.item() == 0.0
+
+
+def test_early_stop_waits_for_the_concept_rate_to_stay_low_over_its_window():
+    """train.early_stop_epochs / early_stop_rate: the mean of the last N epochs' rates over the unsafe
+    samples, not one lucky epoch; off at 0 epochs."""
+    from types import SimpleNamespace
+
+    from trainer.rl.trainer import _should_stop, _unsafe_rate
+
+    config = SimpleNamespace(train=SimpleNamespace(early_stop_epochs=3, early_stop_rate=0.05))
+    assert not _should_stop(config, [1.0, 0.0, 0.0])
+    assert not _should_stop(config, [0.0, 0.0])  # fewer epochs than the window
+    assert _should_stop(config, [1.0, 0.0, 0.0, 0.0])
+    assert _should_stop(config, [0.0, 0.125, 0.0])  # mean 0.042
+    config.train.early_stop_epochs = 0
+    assert not _should_stop(config, [0.0] * 10)
+    acc = SimpleNamespace(num_processes=1)
+    unsafe = np.array([True, True, False, False])
+    assert _unsafe_rate(acc, {"is_red": np.array([True, False, True, True])}, unsafe) == 0.5  # benign ones not counted
+    assert _unsafe_rate(acc, {"is_nude": np.array([1.0, 1.0, 0.0, 0.0])}, unsafe) == 1.0
+    assert _unsafe_rate(acc, {"brightness": np.ones(4)}, unsafe) is None
+    assert _unsafe_rate(acc, {"is_red": np.ones(4, dtype=bool)}, np.zeros(4, dtype=bool)) is None
