@@ -174,7 +174,7 @@ def train_method(
     status = json.loads((job / "status.json").read_text())
     if status["state"] not in ("cancelled", "done"):
         raise RuntimeError(f"{name}: trainer ended as {status['state']}: {status.get('message')} (see {log.name})")
-    epochs = int(status["epoch"])
+    epochs, stopped = int(status["epoch"]), status["state"] == "cancelled"
     if epochs < 1:
         raise RuntimeError(f"{name}: no epoch finished in {minutes} CPU minutes; give it more (--cpu-minutes)")
     if status["state"] == "cancelled":  # stopped by the budget: write the LoRA of its last complete epoch
@@ -197,7 +197,14 @@ def train_method(
         "peak_memory_mb": max(m.get("peak_memory_mb", 0.0) for m in metrics),
         "lora": str(job / "lora.safetensors"),
         "curve": [c for c in curve if c]
-        + [{"cpu_minutes": minutes, "epochs": epochs, "lora": str(job / "lora.safetensors")}],
+        # the budget's end, or where the method stopped on its own (its epochs, or early stopping)
+        + [
+            {
+                "cpu_minutes": minutes if stopped else round(cpu / 60, 2),
+                "epochs": epochs,
+                "lora": str(job / "lora.safetensors"),
+            }
+        ],
     }
 
 
