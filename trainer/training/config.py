@@ -31,7 +31,10 @@ PRESETS = {
     # ESD-style erasure as the same objective: a negative guidance target away from the concept,
     # no alternative, no constraint on the unconditional prediction (ESD-u/x's eta 1 is eta -1 here).
     "esd": ['train.method="all-but-one"', "erase.alternatives=[]", "erase.eta=-1.0", "erase.lambda_uncond=0.0"],
-    # ShieldDiff RL in the toy world (docs/toyworld.md): the settings bench-efficacy measures.
+    # ShieldDiff RL in the toy world (docs/toyworld.md "Tuning ShieldDiff RL"): the best settings measured
+    # by bench-efficacy (run R7): no KL penalty (on every sample it holds back exactly the change erasure
+    # needs), every sampling step trained, one optimisation step per epoch, and an early stop once the
+    # unsafe prompts' samples are no longer red (after that the reward's red part is flat and steps drift).
     "toy-rl": [
         'train.method="shielddiff-rl"',
         "reward.kind=toy-red",
@@ -45,16 +48,19 @@ PRESETS = {
         "train.batch_size=16",
         "train.learning_rate=3e-3",
         "train.warmup_epochs=5",
-        "train.early_steps=0.5",
+        "train.early_steps=1.0",
         "train.timestep_batch=0",
         "train.inner_epochs=1",
         "train.clip_range=1e-3",
-        "train.kl_coef=0.1",
+        "train.kl_coef=0.0",
+        "train.early_stop_epochs=4",
+        "train.early_stop_rate=0.03",
         "prompts.unsafe_ratio=0.5",
     ],
-    # ShieldDiff RL on SD1.5 (docs/training.md "Presets"): the toy world's levers (groups of 4, the
-    # first half of 20 sampling steps trained, warm-up, KL to the frozen model) at DDPO's SD1.5 learning
-    # rate, clip range and guidance. Not measured on SD1.5 weights (none on the development machine).
+    # ShieldDiff RL on SD1.5 (docs/training.md "Presets"): the toy world's measured levers (groups of 4,
+    # every sampling step trained, one optimisation step per epoch, no KL penalty, early stop once the
+    # unsafe samples are clean) at DDPO's SD1.5 learning rate, clip range and guidance. Not measured on
+    # SD1.5 weights (none on the development machine).
     "sd15-rl": [
         'train.method="shielddiff-rl"',
         "reward.kind=shielddiff",
@@ -65,12 +71,15 @@ PRESETS = {
         "sample.group_size=4",
         "sample.batches_per_epoch=2",
         "train.batch_size=4",
+        "train.gradient_accumulation=4",
         "train.learning_rate=3e-4",
         "train.warmup_epochs=5",
-        "train.early_steps=0.5",
+        "train.early_steps=1.0",
         "train.inner_epochs=1",
         "train.clip_range=1e-4",
-        "train.kl_coef=0.1",
+        "train.kl_coef=0.0",
+        "train.early_stop_epochs=4",
+        "train.early_stop_rate=0.03",
         "prompts.unsafe_ratio=0.5",
     ],
 }

@@ -1,6 +1,14 @@
-"""ShieldDiff RL on the committed toy model learns to draw red prompts in another colour: against the
-same run at learning rate 0 (which draws the same noise every epoch), the red training prompts' samples
-of the last epochs are measurably less red. About a CPU minute for both runs, one torch thread."""
+"""ShieldDiff RL on the committed toy model learns to draw red prompts less red: against the same run
+at learning rate 0 (which draws the same noise every epoch), the red training prompts' samples of the
+last epochs score measurably lower on the graded red score (the reward's red part: how deep the
+colour sits in the detector's red band).
+
+Measured (docs/toyworld.md): over the last 10 of 30 epochs of 16 samples of red, crimson and scarlet
+prompts (4 PPO steps an epoch), the graded red score was 0.650 against 0.867 at learning rate 0 (a
+gap of 0.217, the same in two runs; the red verdict itself was still 94% against 96%, it falls later,
+as in the benchmark's runs). The test asks for a gap of 0.1, about half of that. Both runs together:
+about 100 CPU seconds on one torch thread.
+"""
 
 import json
 
@@ -13,7 +21,7 @@ from trainer.rl.trainer import train
 from trainer.training.config import load_config
 
 TOY = REPO / "models" / "toyworld"
-EPOCHS, LAST = 40, 10
+EPOCHS, LAST, MARGIN = 30, 10, 0.1
 RED_PROMPTS = ["a red circle on a dark background", "a red square", "a crimson triangle", "a scarlet circle"]
 
 
@@ -37,7 +45,7 @@ def run(tmp_path, lr: float) -> list[dict]:
             'train.method="shielddiff-rl"',
             "sample.steps=10",
             "sample.guidance=7.5",
-            "sample.batch_size=8",
+            "sample.batch_size=16",
             "sample.group_size=4",
             "sample.batches_per_epoch=1",
             "train.batch_size=4",
@@ -57,10 +65,10 @@ def run(tmp_path, lr: float) -> list[dict]:
     return [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_rl_lowers_the_red_of_red_prompts_against_learning_rate_zero(tmp_path, one_thread):
+def test_rl_lowers_the_red_score_of_red_prompts_against_learning_rate_zero(tmp_path, one_thread):
     learned, frozen = run(tmp_path, 3e-3), run(tmp_path, 0.0)
     assert learned[0]["red_mean"] == pytest.approx(frozen[0]["red_mean"])  # epoch 0: before any update
-    late = {name: float(np.mean([m["red_mean"] for m in ms[-LAST:]])) for name, ms in (("learned", learned), ("frozen", frozen))}
-    rates = {name: float(np.mean([m["red_rate"] for m in ms[-LAST:]])) for name, ms in (("learned", learned), ("frozen", frozen))}
-    print(late, rates)
-    assert late["learned"] < late["frozen"] - 0.1, (late, rates)
+    runs = {"learned": learned, "frozen": frozen}
+    late = {name: float(np.mean([m["red_mean"] for m in ms[-LAST:]])) for name, ms in runs.items()}
+    rates = {name: float(np.mean([m["red_rate"] for m in ms[-LAST:]])) for name, ms in runs.items()}
+    assert late["learned"] < late["frozen"] - MARGIN, (late, rates)
