@@ -137,7 +137,9 @@ def all_but_one_prompts(train: dict[str, list[str]]) -> list[str]:
     ]
 
 
-def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[str]], marks: tuple = ()) -> dict:
+def train_method(
+    name: str, job: Path, minutes: float, groups: dict[str, list[str]], marks: tuple = (), extra: tuple = ()
+) -> dict:
     settings = COMMON + METHODS[name]
     if 'train.method="shielddiff-rl"' in METHODS[name]:  # RL trains on the prompt lists
         settings += [
@@ -146,6 +148,7 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
         ]
     if name == "All-but-One":
         settings += all_but_one_prompts(groups)
+    settings += list(extra)  # --extra: after the preset and the benchmark's own settings, so they win
     base = [sys.executable, "-m", "trainer", "train", "--job-dir", str(job), *PRESETS.get(name, [])]
     base += [a for s in settings for a in ("--set", s)]
     log = open(job.parent / f"{job.name}.out", "w")
@@ -171,7 +174,7 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
     status = json.loads((job / "status.json").read_text())
     if status["state"] not in ("cancelled", "done"):
         raise RuntimeError(f"{name}: trainer ended as {status['state']}: {status.get('message')} (see {log.name})")
-    epochs = int(status["epoch"])
+    epochs, stopped = int(status["epoch"]), status["state"] == "cancelled"
     if epochs < 1:
         raise RuntimeError(f"{name}: no epoch finished in {minutes} CPU minutes; give it more (--cpu-minutes)")
     if status["state"] == "cancelled":  # stopped by the budget: write the LoRA of its last complete epoch
@@ -194,7 +197,14 @@ def train_method(name: str, job: Path, minutes: float, groups: dict[str, list[st
         "peak_memory_mb": max(m.get("peak_memory_mb", 0.0) for m in metrics),
         "lora": str(job / "lora.safetensors"),
         "curve": [c for c in curve if c]
-        + [{"cpu_minutes": minutes, "epochs": epochs, "lora": str(job / "lora.safetensors")}],
+        # the budget's end, or where the method stopped on its own (its epochs, or early stopping)
+        + [
+            {
+                "cpu_minutes": minutes if stopped else round(cpu / 60, 2),
+                "epochs": epochs,
+                "lora": str(job / "lora.safetensors"),
+            }
+        ],
     }
 
 
@@ -355,8 +365,21 @@ def evaluate_model(lora: str | None, prompts_csv: Path, out: Path, images_per_pr
             guidance=7.5,
             detector="toy-red",
             batch_size=64,
+            threads=1,  # as the trainers: on a busy machine one thread is faster than several
         )
     )
+
+
+def reused_base(source: Path, folder: Path, images_per_prompt: int) -> dict:
+    """An earlier run's evaluation of the base model (its eval/base folder), copied to `folder`; the base
+    model, prompts and seeds do not change between runs, so it need not be evaluated again."""
+    result = json.loads((source / "results.json").read_text())
+    if result["settings"]["images_per_prompt"] != images_per_prompt or result["settings"]["seed"] != EVAL_SEED:
+        raise SystemExit(f"--reuse-base {source}: made with other images per prompt or seeds")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(source, folder)
+    result["settings"]["out"] = str(folder)
+    return result
 
 
 def measures(result: dict, groups: dict[str, list[str]], alternative: str | None) -> dict:
@@ -564,7 +587,23 @@ def main() -> int:
         "--marks", nargs="*", type=float, default=[1, 2, 3, 4, 6, 8],
         help="CPU minutes at which the RL trainers' LoRAs are kept for the curve (and the budget's end)",
     )  # fmt: skip
-    parser.add_argument("--curve-images", type=int, default=4, help="curve: eval images per held-out prompt")
+    parser.add_argument(
+        "--curve-images", type=int, default=4, help="curve: eval images per held-out prompt (0: no curve)"
+    )
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar='"METHOD=section.key=value"',
+        help="a setting for one method, after its preset and the benchmark's own (as the trainer's --set), e.g. "
+        '--extra "ShieldDiff RL=train.kl_coef=0"; repeat it for more',
+    )
+    parser.add_argument(
+        "--reuse-base",
+        metavar="FOLDER",
+        help="take the base model's evaluation from an earlier run's eval/base folder (same --images-per-prompt) "
+        "instead of evaluating it again",
+    )
     parser.add_argument(
         "--trl-python", default=str(ROOT / ".venv-bench" / "bin" / "python"), help="python with trl 0.23.1"
     )
@@ -578,6 +617,13 @@ def main() -> int:
     if "DDPO (trl)" in args.methods and not Path(args.trl_python).is_file():
         sys.stderr.write(f"no {args.trl_python}: `make bench-efficacy` sets up .venv-bench with trl 0.23.1\n")
         return 2
+    extra: dict[str, list[str]] = {}
+    for item in args.extra:
+        method, sep, setting = item.partition("=")
+        if not sep or method not in METHODS or "=" not in setting:
+            sys.stderr.write(f"--extra {item!r}: give METHOD=section.key=value, METHOD one of {', '.join(METHODS)}\n")
+            return 2
+        extra.setdefault(method, []).append(setting)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_groups, groups = prompts_by_group(TRAIN_TEMPLATES), prompts_by_group(HELDOUT_TEMPLATES)
@@ -595,7 +641,7 @@ def main() -> int:
         if name == "DDPO (trl)":
             return train_ddpo(job, args.cpu_minutes, train_groups, tuple(args.marks), args.trl_python)
         marks = tuple(args.marks) if name in CURVE_METHODS else ()
-        return train_method(name, job, args.cpu_minutes, train_groups, marks)
+        return train_method(name, job, args.cpu_minutes, train_groups, marks, tuple(extra.get(name, ())))
 
     # one torch thread per trainer: as many run at once as there are cores, each on its own budget
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
@@ -605,7 +651,10 @@ def main() -> int:
     for name, run in {"base": None, **runs}.items():
         sys.stderr.write(f"evaluating {name} ...\n")
         folder = out / "eval" / slug(name)
-        results[name] = evaluate_model(run["lora"] if run else None, prompts_csv, folder, args.images_per_prompt)
+        if run is None and args.reuse_base:
+            results[name] = reused_base(Path(args.reuse_base), folder, args.images_per_prompt)
+        else:
+            results[name] = evaluate_model(run["lora"] if run else None, prompts_csv, folder, args.images_per_prompt)
         rows[name] = {
             **({k: v for k, v in run.items() if k != "curve"} if run else {}),
             **measures(results[name], groups, ALTERNATIVE.get(name)),
@@ -623,8 +672,10 @@ def main() -> int:
         + "\n".join(verdicts(rows))
         + "\n"
     )
+    if extra:
+        text += "\nSettings added (--extra): " + "; ".join(f"{m}: {', '.join(v)}" for m, v in extra.items()) + "\n"
     curve_result = None
-    if any(name in runs for name in CURVE_METHODS):
+    if args.curve_images > 0 and any(name in runs for name in CURVE_METHODS):
         sys.stderr.write("evaluating the curve ...\n")
         curve_result = curve(runs, groups, out, args.curve_images, rows["base"])
         plot_curve(curve_result, out / "curve.png")

@@ -46,7 +46,7 @@ def _toy_red(section: RewardSection) -> RewardFn:
     from ..toyworld.reward import ToyRedConfig, ToyRedReward
 
     reward = ToyRedReward(
-        ToyRedConfig(w_align=section.w_align, w_red=section.w_nude),
+        ToyRedConfig(w_align=section.w_align, w_red=section.w_nude, red_margin=section.red_margin),
         get_toy_detector(section.toy_shape_classifier or None),
     )
 

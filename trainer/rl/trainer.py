@@ -141,6 +141,7 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
     """
     acc, unet, scheduler = models.accelerator, models.unet, models.pipe.scheduler
     latents, old_logps = samples["latents"], samples["log_probs"]
+    unsafe = samples["unsafe"]
     embeds, timesteps = samples["prompt_embeds"], samples["timesteps"]
     total, window = latents.shape[0], _window(config)
     dims = latents[0, 0].numel()  # latent elements: log-probabilities are means over them
@@ -174,13 +175,10 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
                     )
                     kl = torch.zeros((), device=acc.device)
                     if config.train.kl_coef > 0:
-                        base = acc.unwrap_model(unet)
-                        base.disable_adapters()
-                        with torch.no_grad():
-                            eps_ref = guided_eps(base, x_t, t, embeds[rows], negative, config.sample.guidance)
-                        base.enable_adapters()
-                        kl = ((eps.float() - eps_ref.float()) ** 2).mean()
-                        loss = loss + config.train.kl_coef * kl
+                        penalty, kl = _kl_penalty(
+                            config, acc, unet, eps, x_t, t, embeds[rows], negative, unsafe[rows].to(acc.device)
+                        )
+                        loss = loss + config.train.kl_coef * penalty
                     # a chunk's mean counts as many timesteps as it holds (the accumulator divides by the calls)
                     acc.backward(loss * (len(chunk) * len(chunks) / n_train))
                     if acc.sync_gradients:
@@ -192,6 +190,24 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
                 stats["clip_fraction"].append(float(info["clip_fraction"]))
                 stats["kl"].append(float(kl.detach()))
     return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+
+
+def _kl_penalty(config, acc, unet, eps, x_t, t, embeds, negative, unsafe) -> tuple[torch.Tensor, torch.Tensor]:
+    """The KL penalty's term and its distance: the squared distance of the guided noise prediction to the
+    frozen model's on the same x_t, per sample, over the samples `train.kl_prompts` names. The term sums
+    them over the batch's samples and divides by all of them, so a benign sample weighs the same with
+    either setting; the distance reported is their mean (0 where the batch holds none)."""
+    keep = ~unsafe if config.train.kl_prompts == "benign" else torch.ones_like(unsafe)
+    if not keep.any():
+        zero = torch.zeros((), device=acc.device)
+        return zero, zero
+    base = acc.unwrap_model(unet)
+    base.disable_adapters()
+    with torch.no_grad():
+        eps_ref = guided_eps(base, x_t[keep], t[keep], embeds[keep], negative[keep], config.sample.guidance)
+    base.enable_adapters()
+    per_sample = ((eps[keep].float() - eps_ref.float()) ** 2).flatten(1).mean(1)
+    return per_sample.sum() / len(unsafe), per_sample.mean().detach()
 
 
 def _learning_rate(config: RLConfig, epoch: int) -> float:
@@ -219,14 +235,33 @@ def _step_logprob(scheduler, eps, t, x_t, x_prev, eta):
     return ddim_step_with_logprob(scheduler, eps.float(), t, x_t.float(), eta, prev_sample=x_prev.float())
 
 
-def _snapshot(models: TrainingModels, tracker: PerPromptStatTracker) -> dict:
+def _snapshot(models: TrainingModels, tracker: PerPromptStatTracker, rates: list[float]) -> dict:
     import copy
 
     return {
         "lora": lora_state(models),
         "optimizer": copy.deepcopy(models.optimizer.state_dict()),
-        "state": {"tracker": tracker.state_dict()},
+        "state": {"tracker": tracker.state_dict(), "unsafe_rates": list(rates)},
     }
+
+
+def _unsafe_rate(acc, parts: dict[str, np.ndarray], unsafe: np.ndarray) -> float | None:
+    """The concept's rate over every process's unsafe samples this epoch (None: no unsafe sample, or a
+    reward without a verdict)."""
+    flag = next((parts[k] for k in ("is_red", "is_nude") if k in parts), None)
+    if flag is None:
+        return None
+    both = torch.as_tensor(np.stack([np.asarray(flag, dtype=np.float64), unsafe.astype(np.float64)]))
+    if acc.num_processes > 1:
+        both = acc.gather(both.T.contiguous().to(acc.device)).T.cpu()
+    flags, mask = both[0].numpy(), both[1].numpy() > 0.5
+    return float(flags[mask].mean()) if mask.any() else None
+
+
+def _should_stop(config: RLConfig, rates: list[float]) -> bool:
+    """train.early_stop_epochs: the concept's rate, averaged over that many last epochs, at most the limit."""
+    n = config.train.early_stop_epochs
+    return n > 0 and len(rates) >= n and float(np.mean(rates[-n:])) <= config.train.early_stop_rate
 
 
 def train(config: RLConfig, job_dir: str | Path, resume: bool = False, cache_dir: str | Path | None = None) -> Path:
@@ -246,12 +281,14 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
     main = acc.is_main_process
     tracker = PerPromptStatTracker(config.train.stat_buffer, config.train.stat_min_count)
     start, saved = begin_run(models, config, job, resume)
+    rates: list[float] = []  # the concept's rate over the unsafe samples, per epoch (early stopping)
     if saved:
         tracker.load_state_dict(saved["tracker"])
+        rates = list(saved.get("unsafe_rates", []))
     mixer = _prompts(config)
     reward_fn = make_reward(config.reward)
     with StopFlag(job) as stop:
-        snapshot, done = _snapshot(models, tracker), start
+        snapshot, done = _snapshot(models, tracker, rates), start
         try:
             for epoch in tqdm(range(start, total), initial=start, total=total, disable=not main, desc="epochs"):
                 began, began_cpu = time.perf_counter(), time.process_time()
@@ -268,11 +305,15 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                     "log_probs": torch.cat([b[0].log_probs for b in batches]),
                     "prompt_embeds": torch.cat([b[0].prompt_embeds for b in batches]),
                     "timesteps": batches[0][0].timesteps,
+                    "unsafe": torch.as_tensor(unsafe, dtype=torch.bool),
                 }
                 advantages, all_rewards = _advantages(config, acc, tracker, prompts, rewards)
                 train_stats = _train_epoch(config, models, samples, advantages, epoch, stop)
                 seconds = time.perf_counter() - began
-                snapshot, done = _snapshot(models, tracker), epoch + 1
+                rate = _unsafe_rate(acc, parts, unsafe)
+                if rate is not None:
+                    rates.append(rate)
+                snapshot, done = _snapshot(models, tracker, rates), epoch + 1
                 if main:
                     metrics = {
                         "epoch": epoch,
@@ -294,6 +335,17 @@ def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
                     _save_samples(job, epoch, batches[0][3], batches[0][1], config.train.samples_to_save)
                     end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)
                 acc.wait_for_everyone()
+                if _should_stop(config, rates):
+                    log.info(
+                        "early stop: the unsafe prompts' concept rate averaged %.3f over the last %d epochs "
+                        "(limit %g); keeping epoch %d's LoRA",
+                        float(np.mean(rates[-config.train.early_stop_epochs :])),
+                        config.train.early_stop_epochs,
+                        config.train.early_stop_rate,
+                        done,
+                    )
+                    config.train.epochs = done
+                    break
             return finish_training(models, config, job, "shielddiff-rl", stop)
         except TrainingCancelled:
             if main:

@@ -79,9 +79,11 @@ def _foreground(image: np.ndarray) -> np.ndarray | None:
     return strong if len(strong) >= MIN_FOREGROUND_PIXELS else None
 
 
-def graded_red(hue: float, saturation: float) -> float:
-    """The graded red score of a mean colour (module doc): > 0 exactly where the verdict reads red."""
-    low, high = RED_HUE_EDGES
+def graded_red(hue: float, saturation: float, margin: float = 0.0) -> float:
+    """The graded red score of a mean colour (module doc): > 0 exactly where the verdict reads red. With a
+    hue `margin` the hue part reaches 0 that far beyond the band's edges instead (towards orange and towards
+    magenta), so colours just outside the band still score a little: a reward on it pushes past the edge."""
+    low, high = RED_HUE_EDGES[0] + margin, RED_HUE_EDGES[1] - margin
     hue_part = max(0.0, 1.0 - hue / low) if hue < 0.5 else max(0.0, 1.0 - (1.0 - hue) / (1.0 - high))
     sat_part = min(1.0, max(0.0, (saturation - MIN_SATURATION) / (FULL_SATURATION - MIN_SATURATION)))
     return float(hue_part * sat_part)
@@ -89,11 +91,17 @@ def graded_red(hue: float, saturation: float) -> float:
 
 def read_red_score(image: np.ndarray) -> float:
     """The graded red score of one HxWx3 uint8 image (0 when no foreground is found)."""
+    return graded_red(*read_hue_saturation(image))
+
+
+def read_hue_saturation(image: np.ndarray) -> tuple[float, float]:
+    """Hue and saturation of the strong foreground's mean colour, the one the verdict reads ((0, 0) when
+    no foreground is found: a graded red score of 0)."""
     strong = _foreground(image)
     if strong is None:
-        return 0.0
+        return 0.0, 0.0
     hue, saturation, _ = colorsys.rgb_to_hsv(*(float(c) for c in strong.mean(axis=0) / 255.0))
-    return graded_red(hue, saturation)
+    return hue, saturation
 
 
 def read_colour(image: np.ndarray) -> tuple[str, float]:
@@ -120,6 +128,8 @@ class ToyReading:
     shape_confidence: float
     background: str
     red_score: float = 0.0  # the graded red score (module doc)
+    hue: float = 0.0  # hue and saturation of the foreground's mean colour (0, 0 when there is none)
+    saturation: float = 0.0
 
     @property
     def is_red(self) -> bool:
@@ -167,7 +177,19 @@ class ToyDetector:
         readings = []
         for image, (shape, confidence) in zip(arrays, shapes, strict=True):
             colour, red = read_colour(image)
-            readings.append(ToyReading(colour, red, shape, confidence, read_background(image), read_red_score(image)))
+            hue, saturation = read_hue_saturation(image)
+            readings.append(
+                ToyReading(
+                    colour,
+                    red,
+                    shape,
+                    confidence,
+                    read_background(image),
+                    graded_red(hue, saturation),
+                    hue,
+                    saturation,
+                )
+            )
         return readings
 
 

@@ -8,7 +8,10 @@
 - red: the detector's graded red score (detectors.py): above 0 exactly when the detector reads
   the image as red, falling only as its colour moves towards the edge of the red region (towards
   orange, magenta or grey); darkening red to maroon earns nothing, any colour that reads as not
-  red gets the full (1 - red) = 1. The share of red foreground pixels is reported as red_share.
+  red gets the full (1 - red) = 1. With `red_margin` (a hue distance) the red part reaches 0 only
+  that far beyond the band's edges, so that a colour just outside the band, which a little noise
+  brings back to red, still pays to move further away (darkening still earns nothing). The share
+  of red foreground pixels is reported as red_share.
 It stands in for the ShieldDiff reward (alignment for CLIP, red for nudity) in the toy world.
 """
 
@@ -19,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..images import to_rgb_uint8
-from .detectors import ToyDetector, ToyReading, get_toy_detector
+from .detectors import ToyDetector, ToyReading, get_toy_detector, graded_red
 from .world import parse_prompt
 
 __all__ = ["ToyRedConfig", "ToyRedParts", "ToyRedReward", "alignment"]
@@ -29,8 +32,11 @@ __all__ = ["ToyRedConfig", "ToyRedParts", "ToyRedReward", "alignment"]
 class ToyRedConfig:
     w_align: float = 1.0
     w_red: float = 1.0
+    red_margin: float = 0.0  # hue margin beyond the red band over which the red part falls to 0
 
     def __post_init__(self):
+        if not (isinstance(self.red_margin, (int, float)) and 0 <= self.red_margin <= 0.2):
+            raise ValueError(f"toy-red red_margin must be a hue distance in [0, 0.2], got {self.red_margin!r}")
         for name in ("w_align", "w_red"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -39,7 +45,8 @@ class ToyRedConfig:
     def describe(self) -> str:
         return (
             f"reward = {self.w_align:g} * alignment(safe meaning: shape, background; colour unless red) "
-            f"+ {self.w_red:g} * (1 - graded red score: 0 for any colour the detector reads as not red)"
+            f"+ {self.w_red:g} * (1 - graded red score: 0 for any colour the detector reads as not red"
+            + (f", or {self.red_margin:g} in hue beyond that)" if self.red_margin else ")")
         )
 
 
@@ -87,10 +94,12 @@ class ToyRedReward:
         parts = []
         for reading, prompt in zip(readings, prompts, strict=True):
             align = alignment(reading, prompt)
+            red = graded_red(reading.hue, reading.saturation, margin) if (margin := self.config.red_margin) else None
+            red = reading.red_score if red is None else red
             parts.append(
                 ToyRedParts(
-                    reward=self.config.w_align * align + self.config.w_red * (1.0 - reading.red_score),
-                    red=reading.red_score,
+                    reward=self.config.w_align * align + self.config.w_red * (1.0 - red),
+                    red=red,
                     is_red=reading.is_red,
                     alignment=align,
                     colour=reading.colour,

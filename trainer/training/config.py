@@ -31,7 +31,10 @@ PRESETS = {
     # ESD-style erasure as the same objective: a negative guidance target away from the concept,
     # no alternative, no constraint on the unconditional prediction (ESD-u/x's eta 1 is eta -1 here).
     "esd": ['train.method="all-but-one"', "erase.alternatives=[]", "erase.eta=-1.0", "erase.lambda_uncond=0.0"],
-    # ShieldDiff RL in the toy world (docs/toyworld.md): the settings bench-efficacy measures.
+    # ShieldDiff RL in the toy world (docs/toyworld.md "Tuning ShieldDiff RL"): the best settings measured
+    # by bench-efficacy (run R7): no KL penalty (on every sample it holds back exactly the change erasure
+    # needs), every sampling step trained, one optimisation step per epoch, and an early stop once the
+    # unsafe prompts' samples are no longer red (after that the reward's red part is flat and steps drift).
     "toy-rl": [
         'train.method="shielddiff-rl"',
         "reward.kind=toy-red",
@@ -45,16 +48,19 @@ PRESETS = {
         "train.batch_size=16",
         "train.learning_rate=3e-3",
         "train.warmup_epochs=5",
-        "train.early_steps=0.5",
+        "train.early_steps=1.0",
         "train.timestep_batch=0",
         "train.inner_epochs=1",
         "train.clip_range=1e-3",
-        "train.kl_coef=0.1",
+        "train.kl_coef=0.0",
+        "train.early_stop_epochs=4",
+        "train.early_stop_rate=0.03",
         "prompts.unsafe_ratio=0.5",
     ],
-    # ShieldDiff RL on SD1.5 (docs/training.md "Presets"): the toy world's levers (groups of 4, the
-    # first half of 20 sampling steps trained, warm-up, KL to the frozen model) at DDPO's SD1.5 learning
-    # rate, clip range and guidance. Not measured on SD1.5 weights (none on the development machine).
+    # ShieldDiff RL on SD1.5 (docs/training.md "Presets"): the toy world's measured levers (groups of 4,
+    # every sampling step trained, one optimisation step per epoch, no KL penalty, early stop once the
+    # unsafe samples are clean) at DDPO's SD1.5 learning rate, clip range and guidance. Not measured on
+    # SD1.5 weights (none on the development machine).
     "sd15-rl": [
         'train.method="shielddiff-rl"',
         "reward.kind=shielddiff",
@@ -65,12 +71,15 @@ PRESETS = {
         "sample.group_size=4",
         "sample.batches_per_epoch=2",
         "train.batch_size=4",
+        "train.gradient_accumulation=4",
         "train.learning_rate=3e-4",
         "train.warmup_epochs=5",
-        "train.early_steps=0.5",
+        "train.early_steps=1.0",
         "train.inner_epochs=1",
         "train.clip_range=1e-4",
-        "train.kl_coef=0.1",
+        "train.kl_coef=0.0",
+        "train.early_stop_epochs=4",
+        "train.early_stop_rate=0.03",
         "prompts.unsafe_ratio=0.5",
     ],
 }
@@ -156,12 +165,24 @@ class TrainSection:
     clip_range: float = _doc("PPO clip range of the importance ratio", 1e-4)
     adv_clip_max: float = _doc("advantages are clipped to +-this", 5.0)
     kl_coef: float = _doc("weight of a KL penalty to the frozen base model (0: off, as DDPO)", 0.0)
+    kl_prompts: str = _doc(
+        "which samples the KL penalty holds to the frozen model: 'all', or 'benign' (only the benign prompts' "
+        "samples: what must stay is anchored, the unsafe prompts are free to change)",
+        "all",
+    )
     max_grad_norm: float = _doc("gradient clipping", 1.0)
     adv_std_floor: float = _doc(
         "advantages divide by max(the group's reward std, this): a floor keeps reward noise in a group with "
         "little spread from becoming a full-size advantage (0: plain normalisation)",
         0.0,
     )
+    early_stop_epochs: int = _doc(
+        "stop once the concept's rate over the unsafe prompts' samples (red in the toy world, nudity otherwise), "
+        "averaged over this many last epochs, is at most train.early_stop_rate; the LoRA of that epoch is "
+        "written (0: off). Once a concept is gone its reward part is flat, and further steps only drift",
+        0,
+    )
+    early_stop_rate: float = _doc("the rate at or below which train.early_stop_epochs stops the run", 0.0)
     per_prompt_stats: bool = _doc(
         "normalise by running per-prompt statistics (DDPO's) once a prompt has stat_min_count rewards; "
         "before that, and when off, by the prompt's group in the batch",
@@ -193,6 +214,11 @@ class RewardSection:
         "auto",
     )
     w_align: float = _doc("toy-red: weight of the alignment part (w_nude weighs 1 - red)", 1.0)
+    red_margin: float = _doc(
+        "toy-red: hue distance beyond the detector's red band over which the graded red score falls to 0 "
+        "(0: it is 0 wherever the detector reads not red; > 0 keeps paying to move away from the band's edge)",
+        0.0,
+    )
     toy_shape_classifier: str = _doc("toy-red: shape classifier folder; empty: the committed one", "")
 
 
@@ -356,10 +382,13 @@ class RLConfig:
             (self.train.warmup_epochs >= 0, "train.warmup_epochs", "must be >= 0"),
             (self.train.adv_std_floor >= 0, "train.adv_std_floor", "must be >= 0"),
             (self.train.inner_epochs >= 1, "train.inner_epochs", "must be >= 1"),
+            (self.train.early_stop_epochs >= 0, "train.early_stop_epochs", "must be >= 0 (0: off)"),
+            (0 <= self.train.early_stop_rate <= 1, "train.early_stop_rate", "must be in [0, 1]"),
             (0 < self.train.timestep_fraction <= 1, "train.timestep_fraction", "must be in (0, 1]"),
             (self.train.timestep_batch >= 0, "train.timestep_batch", "must be >= 0 (0: all timesteps in one call)"),
             (self.train.clip_range > 0, "train.clip_range", "must be > 0"),
             (self.train.kl_coef >= 0, "train.kl_coef", "must be >= 0"),
+            (self.train.kl_prompts in ("all", "benign"), "train.kl_prompts", "must be 'all' or 'benign'"),
             (0 <= self.prompts.unsafe_ratio <= 1, "prompts.unsafe_ratio", "must be in [0, 1]"),
         ]
         samples = self.sample.batch_size * self.sample.batches_per_epoch

@@ -112,3 +112,70 @@ def test_running_statistics_fall_back_to_the_given_group_advantages():
     assert tracker.update(["a", "a"], np.array([1.0, 2.0]), fallback=fallback).tolist() == [0.5, -0.5]
     third = tracker.update(["a", "a"], np.array([3.0, 4.0]), fallback=np.zeros(2))  # 4 rewards now: its own stats
     assert np.allclose(third, (np.array([3.0, 4.0]) - 2.5) / (np.std([1.0, 2.0, 3.0, 4.0]) + 1e-6))
+
+
+def test_kl_penalty_on_benign_samples_only_leaves_the_unsafe_ones_free():
+    """train.kl_prompts = "benign": the frozen model's prediction is asked only for the benign samples,
+    the term sums their squared distances over the whole batch (a benign sample weighs as with "all"),
+    and an unsafe sample's prediction gets no gradient from it."""
+    from types import SimpleNamespace
+
+    from trainer.rl.trainer import _kl_penalty
+
+    class Frozen(torch.nn.Module):  # adapters off: predicts 0; on: the caller's eps is compared with it
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def disable_adapters(self):
+            pass
+
+        def enable_adapters(self):
+            pass
+
+        def forward(self, x, t, encoder_hidden_states):
+            self.calls.append(len(x))
+            return SimpleNamespace(sample=torch.zeros_like(x))
+
+    frozen = Frozen()
+    acc = SimpleNamespace(device="cpu", unwrap_model=lambda m: m)
+    eps = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(4, 1, 1, 1).expand(4, 1, 2, 2).clone().requires_grad_()
+    x_t, t = torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long)
+    embeds, negative = torch.zeros(4, 3, 5), torch.zeros(4, 3, 5)
+    unsafe = torch.tensor([True, False, True, False])
+    config = SimpleNamespace(train=SimpleNamespace(kl_prompts="benign"), sample=SimpleNamespace(guidance=7.5))
+    term, distance = _kl_penalty(config, acc, frozen, eps, x_t, t, embeds, negative, unsafe)
+    assert frozen.calls == [4]  # the 2 benign samples, doubled for guidance
+    assert term.item() == pytest.approx((2.0**2 + 4.0**2) / 4)
+    assert distance.item() == pytest.approx((2.0**2 + 4.0**2) / 2)
+    term.backward()
+    assert eps.grad[unsafe].abs().sum() == 0 and eps.grad[~unsafe].abs().sum() > 0
+    config.train.kl_prompts = "all"
+    term, _ = _kl_penalty(config, acc, frozen, eps, x_t, t, embeds, negative, unsafe)
+    assert term.item() == pytest.approx((1 + 4 + 9 + 16) / 4)
+    assert _kl_penalty(config, acc, frozen, eps, x_t, t, embeds, negative, torch.ones(4, dtype=torch.bool))[0] > 0
+    config.train.kl_prompts = "benign"
+    zero, _ = _kl_penalty(config, acc, frozen, eps, x_t, t, embeds, negative, torch.ones(4, dtype=torch.bool))
+    assert zero.item() == 0.0
+
+
+def test_early_stop_waits_for_the_concept_rate_to_stay_low_over_its_window():
+    """train.early_stop_epochs / early_stop_rate: the mean of the last N epochs' rates over the unsafe
+    samples, not one lucky epoch; off at 0 epochs."""
+    from types import SimpleNamespace
+
+    from trainer.rl.trainer import _should_stop, _unsafe_rate
+
+    config = SimpleNamespace(train=SimpleNamespace(early_stop_epochs=3, early_stop_rate=0.05))
+    assert not _should_stop(config, [1.0, 0.0, 0.0])
+    assert not _should_stop(config, [0.0, 0.0])  # fewer epochs than the window
+    assert _should_stop(config, [1.0, 0.0, 0.0, 0.0])
+    assert _should_stop(config, [0.0, 0.125, 0.0])  # mean 0.042
+    config.train.early_stop_epochs = 0
+    assert not _should_stop(config, [0.0] * 10)
+    acc = SimpleNamespace(num_processes=1)
+    unsafe = np.array([True, True, False, False])
+    assert _unsafe_rate(acc, {"is_red": np.array([True, False, True, True])}, unsafe) == 0.5  # benign ones not counted
+    assert _unsafe_rate(acc, {"is_nude": np.array([1.0, 1.0, 0.0, 0.0])}, unsafe) == 1.0
+    assert _unsafe_rate(acc, {"brightness": np.ones(4)}, unsafe) is None
+    assert _unsafe_rate(acc, {"is_red": np.ones(4, dtype=bool)}, np.zeros(4, dtype=bool)) is None

@@ -198,6 +198,7 @@ def test_two_processes_under_accelerate_hold_the_same_lora(pipeline, tmp_path):
         ("train.batch_size=3", "divide"),
         ("sample.batch_size=100000", "sample.batch_size"),
         ("train.timestep_batch=-1", "train.timestep_batch"),
+        ('train.kl_prompts="unsafe"', "train.kl_prompts"),
         ("train.epochz=1", "unknown setting"),
     ],
 )

@@ -181,3 +181,29 @@ def test_graded_red_score_gives_darkening_no_credit_and_not_red_full_credit():
         scores = [p.red for p in path]
         assert all(a > b for a, b in itertools.pairwise(scores)), scores  # in between, falling towards the edge
         assert 0.0 < scores[-1] < 0.5
+
+
+def test_red_margin_keeps_paying_just_past_the_band_and_never_for_darkening():
+    """reward.red_margin: a colour just outside the detector's red band (not red to the verdict) still
+    has a small red part, which falls to 0 at the margin; darkening red still earns nothing."""
+    import colorsys
+
+    from trainer.toyworld.reward import ToyRedConfig
+
+    margin = ToyRedReward(ToyRedConfig(red_margin=0.05))
+    plain = ToyRedReward()
+    prompt = "a red circle on a light background"
+
+    def with_hue(hue, value=0.85):
+        s = scene("red", "circle", "light")
+        rgb = tuple(round(c * 255) for c in colorsys.hsv_to_rgb(hue % 1.0, 0.85, value))
+        return render(Scene(s.colour, s.shape, s.background, s.colour_word, 0, rgb, s.grey, s.size, s.x, s.y))
+
+    past_orange, past_magenta = with_hue(0.09), with_hue(-0.12)
+    for image in (past_orange, past_magenta):
+        kept, plain_part = margin([image], prompt)[0], plain([image], prompt)[0]
+        assert not kept.is_red and plain_part.red == 0.0 and 0.0 < kept.red < 0.5
+    assert margin([with_hue(0.13)], prompt)[0].red == 0.0  # beyond the margin: full credit again
+    red, maroon = margin([with_hue(0.0), with_hue(0.0, 0.5)], prompt)
+    assert maroon.reward <= red.reward + 1e-6
+    assert make_reward(RewardSection(kind="toy-red", red_margin=0.05)) is not None
