@@ -430,8 +430,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
-class _Stop(Exception):  # noqa: N818 - a signal, not an error
-    """SIGINT, SIGTERM or SIGHUP arrived: stop ComfyUI and exit."""
+class _Stop(BaseException):
+    """SIGINT, SIGTERM or SIGHUP arrived: stop ComfyUI and exit. A BaseException, as KeyboardInterrupt is:
+    a signal that lands while a log line is written must not be swallowed by logging's error handling
+    (it catches Exception), which left `make run` waiting on ComfyUI after a SIGHUP under load."""
 
 
 def _raise_stop(signum, _frame):
