@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import fields
 from pathlib import Path
 
 from ..evaluation.detectors import DETECTORS, UnknownDetectorError
@@ -110,37 +111,16 @@ def run(args: argparse.Namespace) -> int:
             raise UnknownDetectorError(f"unknown detector {args.detector!r}; choose one of {', '.join(DETECTORS)}")
         from ..evaluation.run import evaluate
 
+        # options named as the settings pass through; the others are renamed or turned around here
+        same = {f.name: getattr(args, f.name) for f in fields(EvalSettings) if hasattr(args, f.name)}
         settings = EvalSettings(
-            model=args.model,
-            prompts=args.prompts,
-            out=args.out,
-            lora=args.lora,
-            lora_strength=args.lora_strength,
-            prompt_column=args.prompt_column,
-            categories=list(args.category),
-            max_prompts=args.max_prompts,
-            images_per_prompt=args.images_per_prompt,
-            seed=args.seed,
-            steps=args.steps,
-            guidance=args.guidance,
-            resolution=args.resolution,
-            batch_size=args.batch_size,
-            detector=args.detector,
-            threshold=args.threshold,
-            nudenet_model=args.nudenet_model,
-            nudenet_resolution=args.nudenet_resolution,
-            shape_classifier=args.shape_classifier,
-            clip_weights=args.clip_weights,
-            clip_architecture=args.clip_arch,
-            judge=args.judge,
-            judge_size=args.judge_size,
-            judge_unsafe_index=args.judge_unsafe_index,
-            judge_activation=args.judge_activation,
-            judge_normalize=args.judge_normalize,
-            judge_texts=list(args.judge_texts),
-            judge_threshold=args.judge_threshold,
-            reuse_images=not args.fresh,
-            threads=args.threads,
+            **same
+            | {
+                "categories": list(args.category),
+                "clip_architecture": args.clip_arch,
+                "judge_texts": list(args.judge_texts),
+                "reuse_images": not args.fresh,
+            }
         )
         result = evaluate(settings, progress=True)
     except (EvalError, UnknownDetectorError, PromptError, ModelLoadError, LoraFormatError, FileNotFoundError) as exc:
