@@ -265,12 +265,14 @@ class JobManager:
                         f"job {job_id} is {status.get('state')}: only a done, cancelled or failed job can be "
                         "deleted (cancel it first)"
                     )
-                trash = self.root / f"{TRASH_PREFIX}{job_id}-{secrets.token_hex(3)}"
-                try:
-                    os.replace(job.path, trash)
-                except OSError as exc:
-                    raise JobError(f"job {job_id} could not be deleted: {exc.strerror or exc}") from exc
-                self._index.unmark(job_id)
+            # moved once the claim is let go: its lock file is open inside the folder while held, and
+            # Windows cannot rename a folder that holds an open file
+            trash = self.root / f"{TRASH_PREFIX}{job_id}-{secrets.token_hex(3)}"
+            try:
+                os.replace(job.path, trash)
+            except OSError as exc:
+                raise JobError(f"job {job_id} could not be deleted: {exc.strerror or exc}") from exc
+            self._index.unmark(job_id)
         shutil.rmtree(trash, ignore_errors=True)
         log.info("deleted job %s", job_id)
         try:
