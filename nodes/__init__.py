@@ -4,6 +4,7 @@ from .clip_score import ClipScore
 from .erase_settings import AllButOneSettings
 from .lora_loader import LoadShieldDiffLora
 from .nudity_censor import NudityCensor
+from .nudity_filter import NudityFilter
 from .nudity_score import NudityScore
 from .purify_image import PurifyImage
 from .reward import Reward
@@ -14,6 +15,7 @@ from .train_lora import TrainSafetyLora
 NODES = [
     NudityScore,
     NudityCensor,
+    NudityFilter,
     ClipScore,
     Reward,
     ToyRedRewardNode,
