@@ -64,6 +64,9 @@ class ComfyPage:
         self.page.wait_for_function(
             "() => window.app?.graph && window.LiteGraph && window.app.extensions?.length > 0", timeout=60_000
         )
+        # the server's "status" message names this page's client id once its websocket is registered: a
+        # prompt queued before that runs, but its "executed" messages (results on nodes) reach no page
+        self.page.wait_for_function("() => app.api.socket?.readyState === 1 && !!app.api.clientId", timeout=60_000)
         return self
 
     def eval(self, script: str, arg=None):
