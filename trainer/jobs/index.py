@@ -21,6 +21,8 @@ import os
 import re
 from pathlib import Path
 
+from ..training.job_dir import status_file
+
 __all__ = ["ACTIVE_DIR", "JOB_ID", "TRASH_PREFIX", "JobIndex"]
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,6 @@ log = logging.getLogger(__name__)
 JOB_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 ACTIVE_DIR = ".active"
 TRASH_PREFIX = ".trash-"
-STATUS = "status.json"
 
 
 def read_status_file(path: Path) -> dict:
@@ -60,17 +61,17 @@ class JobIndex:
         names = self.names()
         found = []
         for name in names:
-            if name in self._known or (self.root / name / STATUS).is_file():
+            if name in self._known or status_file(self.root / name).is_file():
                 found.append(name)
         self._known = set(found)
         return found
 
     def exists(self, job_id: str) -> bool:
-        return isinstance(job_id, str) and bool(JOB_ID.match(job_id)) and (self.root / job_id / STATUS).is_file()
+        return isinstance(job_id, str) and bool(JOB_ID.match(job_id)) and status_file(self.root / job_id).is_file()
 
     # -- statuses through the cache ---------------------------------------------------------
     def status(self, job_id: str) -> dict:
-        path = self.root / job_id / STATUS
+        path = status_file(self.root / job_id)
         try:
             st = path.stat()
         except OSError:

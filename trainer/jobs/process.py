@@ -20,14 +20,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..training.job_dir import process_started
+from ..training.job_dir import CONFIG_FILE, OUTPUT_FILE, process_started
 
 __all__ = ["PACK_ROOT", "TrainerProcess", "kill_process", "pid_alive", "why_it_ended"]
 
 log = logging.getLogger(__name__)
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-OUTPUT_NAME = "trainer-output.txt"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -92,12 +91,12 @@ class TrainerProcess:
 
     def __init__(self, job_dir: Path, resume: bool, python: str = sys.executable):
         job_dir = Path(job_dir)
-        cmd = [python, "-m", "trainer", "train", "--config", str(job_dir / "config.toml"), "--job-dir", str(job_dir)]
+        cmd = [python, "-m", "trainer", "train", "--config", str(job_dir / CONFIG_FILE), "--job-dir", str(job_dir)]
         if resume:
             cmd.append("--resume")
         env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
         env["PYTHONPATH"] = os.pathsep.join([str(PACK_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        self.output = job_dir / OUTPUT_NAME
+        self.output = job_dir / OUTPUT_FILE
         with open(self.output, "ab") as out:
             self.popen = subprocess.Popen(
                 cmd,

@@ -22,7 +22,6 @@ import bisect
 import hashlib
 import logging
 import os
-import re
 import secrets
 import shutil
 import threading
@@ -33,17 +32,16 @@ from pathlib import Path
 
 from ..files import atomic_copy_new, atomic_write_text
 from ..training.config import RLConfig, to_toml
-from ..training.job_dir import JobDir
+from ..training.job_dir import SAMPLE_NAME, JobDir, status_file
 from .claim import Claim, try_claim
 from .index import JOB_ID, TRASH_PREFIX, JobIndex, read_status_file
-from .process import OUTPUT_NAME, TrainerProcess, kill_process, pid_alive, why_it_ended
+from .process import TrainerProcess, kill_process, pid_alive, why_it_ended
 from .summary import job_detail, job_summary
 
 __all__ = ["JOB_ID", "PAGE_SIZE", "JobError", "JobManager", "NoSuchJob"]
 
 log = logging.getLogger(__name__)
 
-SAMPLE_NAME = re.compile(r"^epoch-\d{4,}-\d{2}\.png$")
 UNFINISHED = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
 PAGE_SIZE = 50  # jobs per page of the list, newest first
@@ -148,8 +146,8 @@ class JobManager:
                 )
             job_id = self._new_id()
             job = JobDir(self.root / job_id)
-            config.output.lora_path = str(job.path / "lora.safetensors")
-            atomic_write_text(job.path / "config.toml", to_toml(config))
+            config.output.lora_path = str(job.lora_path)
+            atomic_write_text(job.config_path, to_toml(config))
             self._index.mark(job_id)  # before the state: a queued job always has its marker
             job.write_status(
                 "queued",
@@ -315,7 +313,7 @@ class JobManager:
     def sample_path(self, job_id: str, name: str) -> Path:
         """A sample image of the job; only names of the trainer's own pattern are served."""
         job = self._job(job_id)
-        path = job.path / "samples" / name
+        path = job.samples_dir / name
         if not SAMPLE_NAME.match(name) or not path.is_file():
             raise NoSuchJob(f"job {job_id} has no sample {name!r}")
         return path
@@ -378,7 +376,7 @@ class JobManager:
             if not path.is_dir():
                 self._index.unmark(job_id)
                 continue
-            status = read_status_file(path / "status.json")
+            status = read_status_file(status_file(path))
             if status:  # none yet: a submit is writing it
                 found.append((job_id, status))
         return found
@@ -484,7 +482,7 @@ class JobManager:
                 message=f"cancelled; resume continues after epoch {epochs}" if epochs else "cancelled before epoch 1",
             )
         else:
-            reason = why_it_ended(code, job.path / OUTPUT_NAME)
+            reason = why_it_ended(code, job.output_path)
             job.write_status("failed", pid=None, message=reason)
             log.error("job %s failed: %s", running.job_id, reason)
 
@@ -492,7 +490,7 @@ class JobManager:
         """Copy the finished LoRA into the LoRA folder under its name, or the next free `name-N`. When the
         folder cannot take it (read-only, full), the job fails with the cause and keeps its LoRA for `publish`."""
         status = job.read_status()
-        source = job.path / "lora.safetensors"
+        source = job.lora_path
         stem = status.get("lora_name") or job_id
         try:
             self.loras_dir.mkdir(parents=True, exist_ok=True)
@@ -537,7 +535,7 @@ class JobManager:
                     f"job {job_id} is {status.get('state')}: only a job whose LoRA could not be copied into the "
                     "loras folder can be published again"
                 )
-            if not (job.path / "lora.safetensors").is_file():
+            if not job.lora_path.is_file():
                 raise JobError(f"job {job_id} has no LoRA in its folder any more: resume it to write it again")
             self._publish(job_id, job)
         self._changed(job_id)
