@@ -4,8 +4,8 @@ shared by every instance, and a per-process cache of status files.
 - The list of jobs is the folder's own listing (one `scandir`, names checked against `JOB_ID`). A name
   is a job once its `status.json` exists; that is checked once per name and remembered, since a job's
   status file only goes away with the whole folder (deleted jobs are renamed away first).
-- `.active/` holds an empty marker file per job that is not finished for the queue: queued, running,
-  or done but not yet published. It is written before a job is queued and removed, by the claim's
+- `.active/` holds an empty marker file per job that is not finished for the queue: queued, running
+  or publishing (or "done" without a published LoRA, as an older version left a job to publish). It is written before a job is queued and removed, by the claim's
   holder, once the job is settled; so the worker of every instance looks at these few jobs, not at all
   of them, to find the next queued one or one whose owner died. A marker whose job is finished or gone
   is dropped when met; `rebuild()` (at start) adds one for any unfinished job without one.
@@ -113,7 +113,7 @@ class JobIndex:
         between a status write and its marker); reads every status once."""
         marked = set(self.marked())
         for job_id, status in self.statuses():
-            unfinished = status.get("state") in ("queued", "running") or (
+            unfinished = status.get("state") in ("queued", "running", "publishing") or (
                 status.get("state") == "done" and not status.get("lora_file")
             )
             if unfinished and job_id not in marked:

@@ -4,8 +4,23 @@ The queue holds no state of its own but the job directories under its root: the 
 each job's state and its place in line are read from `status.json`, so they survive a page
 reload and a restart of the host process. A worker thread starts the oldest queued job,
 watches its files, reports changes through `on_event`, and, when the process ends, settles
-the job: "done" (the LoRA is then copied into the LoRA folder under a name nothing else
-holds), "cancelled" or "failed" with the trainer's last error lines.
+the job: "done" once the LoRA is copied into the LoRA folder under a name nothing else holds,
+"cancelled" or "failed" with the trainer's last error lines.
+
+Who writes a job's state (all in its `status.json`, see `training/job_dir.py`):
+
+    queued      the queue (submit, resume)
+    running     the queue when it starts the trainer; then the trainer, with its progress
+    publishing  the trainer, once its LoRA is written in the job folder (its outcome: the job
+                names a `lora_name`, so it is not done until published); the queue again
+                while it copies the LoRA
+    done        the queue only, once the LoRA is in the LoRA folder (`lora_file` names it)
+    cancelled   the trainer when it stops at a safe point; the queue when it settles a job
+                whose cancel it accepted, or cancels a queued one
+    failed      the queue only: the trainer died, or the LoRA could not be published
+                (`publish_failed`: Publish again copies it)
+
+So every state the list shows is the job's own: nothing is rewritten on the way to the page.
 
 Several instances may share one jobs folder (one ComfyUI per GPU from one install): each job is
 claimed by exactly one process (`claim.py`, an OS file lock that dies with its holder), which
@@ -42,7 +57,8 @@ __all__ = ["JOB_ID", "PAGE_SIZE", "JobError", "JobManager", "NoSuchJob"]
 
 log = logging.getLogger(__name__)
 
-UNFINISHED = ("queued", "running")
+UNFINISHED = ("queued", "running", "publishing")
+CANCELLABLE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
 PAGE_SIZE = 50  # jobs per page of the list, newest first
 ORPHAN_CHECK_TICKS = 20  # while busy, look for jobs whose owner died every this many polls
@@ -72,6 +88,13 @@ def _settled(status: dict) -> bool:
     """Nothing is left for the queue to do (a "done" job is settled once its LoRA is published)."""
     state = status.get("state")
     return state in ("failed", "cancelled") or (state == "done" and bool(status.get("lora_file")))
+
+
+def _to_publish(status: dict) -> bool:
+    """The trainer wrote the LoRA and it waits to be published ("done" without a LoRA file is how an
+    older version's trainer left such a job)."""
+    state = status.get("state")
+    return state == "publishing" or (state == "done" and not status.get("lora_file"))
 
 
 class JobManager:
@@ -195,7 +218,7 @@ class JobManager:
             else:
                 with self._claim(job) as claim:
                     state = job.read_status().get("state")
-                    if state not in UNFINISHED:
+                    if state not in CANCELLABLE:
                         raise JobError(f"job {job_id} is {state}: only a queued or running job can be cancelled")
                     if claim is None:  # another live process owns it
                         job.request_cancel()
@@ -472,7 +495,7 @@ class JobManager:
         job.clear_cancel_request()
         status = job.read_status()
         state = status.get("state")
-        if running.cancel_at is None and state == "done" and code in (0, None):
+        if running.cancel_at is None and _to_publish(status) and code in (0, None):
             self._publish(running.job_id, job)
         elif running.cancel_at is not None or state == "cancelled":  # an accepted cancel publishes nothing
             epochs = int(status.get("epoch") or 0) if job.latest_checkpoint() else 0
@@ -489,7 +512,8 @@ class JobManager:
     def _publish(self, job_id: str, job: JobDir) -> None:
         """Copy the finished LoRA into the LoRA folder under its name, or the next free `name-N`. When the
         folder cannot take it (read-only, full), the job fails with the cause and keeps its LoRA for `publish`."""
-        status = job.read_status()
+        status = job.write_status("publishing", pid=None, message="copying the LoRA into the loras folder")
+        self._changed(job_id)
         source = job.lora_path
         stem = status.get("lora_name") or job_id
         try:
@@ -577,7 +601,7 @@ class JobManager:
             log.info("job %s: its owner is gone; settling it (%s)", job_id, state)
             if state == "running":
                 self._settle_and_release(_Running(job_id, None, 0, claim=claim), job, None)
-            elif state == "done" and not status.get("lora_file"):
+            elif _to_publish(status):
                 self._publish(job_id, job)
                 self._index.unmark(job_id)
                 claim.release()

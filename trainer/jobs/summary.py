@@ -26,11 +26,13 @@ def job_summary(job_id: str, job: JobDir, metrics: list[dict] | None = None) -> 
     status = job.read_status()
     metrics = job.read_metrics() if metrics is None else metrics
     state = status.get("state", "failed")
-    message = status.get("message", "")
-    if state == "done" and not status.get("lora_file"):
-        state, message = "running", "copying the LoRA into the loras folder"  # done only once the user can load it
     epoch, total = int(status.get("epoch") or 0), int(status.get("total") or 0)
-    summary = {"id": job_id, **{k: status.get(k) for k in _FIELDS}, "state": state, "message": message}
+    summary = {
+        "id": job_id,
+        **{k: status.get(k) for k in _FIELDS},
+        "state": state,
+        "message": status.get("message", ""),
+    }
     summary |= {
         "epoch": epoch,
         "total": total,

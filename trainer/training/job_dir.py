@@ -168,6 +168,11 @@ class JobDir:
         atomic_write_text(self.status_path, json.dumps(finite(status), allow_nan=False, indent=1))
         return status
 
+    def write_trained(self, **fields: Any) -> dict:
+        """The trainer's outcome once its LoRA is written: "publishing" when the job's owner publishes it
+        (a job queue wrote the `lora_name` it goes under), else "done" (a trainer run on its own)."""
+        return self.write_status("publishing" if self.read_status().get("lora_name") else "done", **fields)
+
     def read_status(self) -> dict:
         try:
             return json.loads(self.status_path.read_text())

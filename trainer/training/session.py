@@ -180,7 +180,7 @@ def finish_training(models: TrainingModels, config, job, method: str, stop=None)
             path.unlink(missing_ok=True)
             path.with_name(path.stem + ".diffusers.safetensors").unlink(missing_ok=True)
             _stop_requested(stop)
-        job.write_status("done", epoch=total, total=total, message=f"wrote {path.name}", lora=str(path))
+        job.write_trained(epoch=total, total=total, message=f"wrote {path.name}", lora=str(path))
     acc.wait_for_everyone()
     return path
 
