@@ -54,23 +54,8 @@ SHOWN = """(id) => {
 
 
 def set_gate(comfy_page, on: bool) -> None:
-    comfy_page.eval(
-        """async ([id, value]) => {
-            const store = app.extensionManager?.setting;
-            if (store?.set) await store.set(id, value);
-            else await app.ui.settings.setSettingValueAsync(id, value);
-        }""",
-        [SETTING, on],
-    )
-    assert read_gate(comfy_page) is on
-
-
-def read_gate(comfy_page):
-    return comfy_page.eval(
-        """(id) => { const store = app.extensionManager?.setting;
-                     return store?.get ? store.get(id) : app.ui.settings.getSettingValue(id); }""",
-        SETTING,
-    )
+    comfy_page.set_setting(SETTING, on)
+    assert comfy_page.setting(SETTING) is on
 
 
 def noise(seed: int) -> Image.Image:
@@ -109,7 +94,7 @@ def gate(comfy_page):
 
 
 def test_the_gate_is_off_by_default_and_then_previews_are_untouched(comfy_page, comfy):
-    assert read_gate(comfy_page) is False
+    assert comfy_page.setting(SETTING) is False
     entry, node = run(comfy_page, comfy, seed=101, score=False)
     original = entry["outputs"][node]["images"][0]["filename"]
     comfy_page.page.wait_for_function(f"() => ({SHOWN})('{node}')[0] === '{original}'", timeout=60_000)
