@@ -89,12 +89,15 @@ def _first_rgba(image, mask) -> object:
     rgb = to_rgb_uint8(image[:1])[0]
     if mask is None:
         return rgb
-    alpha = (1.0 - mask[:1].reshape(-1, *mask.shape[-2:])[0].float().clamp(0, 1).cpu().numpy()) * 255
-    if alpha.shape != rgb.shape[:2]:
+    transparency = mask[:1].reshape(-1, *mask.shape[-2:])[0].float().clamp(0, 1).cpu().numpy()
+    if transparency.shape != rgb.shape[:2]:
+        if not transparency.any():  # Load Image's mask of an image without transparency: 64x64 zeros
+            return rgb
         raise ValueError(
-            f"sticker_mask is {alpha.shape[1]}x{alpha.shape[0]} but the sticker is "
+            f"sticker_mask is {transparency.shape[1]}x{transparency.shape[0]} but the sticker is "
             f"{rgb.shape[1]}x{rgb.shape[0]}: connect the mask that came with the sticker image"
         )
+    alpha = (1.0 - transparency) * 255
     return np.dstack([rgb, alpha.round().astype(np.uint8)])
 
 

@@ -60,6 +60,9 @@ def test_sticker_feather_and_replacement_in_one_workflow(comfy):
         "12": save(["11", 0], "controls-replaced"),
         "13": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 1]}},
         "14": save(["13", 0], "controls-sticker-mask"),
+        # an opaque sticker: Load Image gives a 64x64 empty mask for an image without transparency
+        "15": censor(["1", 0], mode="sticker", sticker=["3", 0], sticker_mask=["3", 1]),
+        "16": save(["15", 0], "controls-opaque-sticker"),
     }
     entry = comfy.run(prompt)
     original = saved(comfy, entry, "6").astype(int)
@@ -75,7 +78,8 @@ def test_sticker_feather_and_replacement_in_one_workflow(comfy):
     assert (filled[soft == 255] == (255, 0, 0)).all()  # the ellipse itself fully red
     assert np.array_equal(filled[soft == 0], original[soft == 0])
 
-    assert (saved(comfy, entry, "12") == (0, 0, 255)).all()  # replaced whole by the blue image, scaled
+    assert (saved(comfy, entry, "12") == (0, 0, 255)).all()
+    assert (saved(comfy, entry, "16")[region] == (0, 0, 255)).all()  # replaced whole by the blue image, scaled
 
 
 def test_nudity_filter_splits_a_batch_and_a_side_with_no_image_runs_nothing(comfy):
