@@ -19,7 +19,10 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals a
 def sleeper(job_dir):
     """A process with the job folder on its command line, leading its own group, as a trainer does."""
     code = "import sys, time; time.sleep(120)"
-    return subprocess.Popen([sys.executable, "-c", code, str(job_dir)], start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(job_dir)], start_new_session=True)
+    while str(job_dir) not in psutil.Process(proc.pid).cmdline():  # forked, not yet the new program
+        time.sleep(0.01)
+    return proc
 
 
 def wait_ended(trainer, proc):
