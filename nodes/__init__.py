@@ -3,6 +3,7 @@
 from .clip_score import ClipScore
 from .lora_loader import LoadShieldDiffLora
 from .nudity_censor import NudityCensor
+from .nudity_filter import NudityFilter
 from .nudity_score import NudityScore
 from .purify_image import PurifyImage
 from .reward import Reward
@@ -12,6 +13,7 @@ from .train_lora import TrainSafetyLora
 NODES = [
     NudityScore,
     NudityCensor,
+    NudityFilter,
     ClipScore,
     Reward,
     ToyRedRewardNode,

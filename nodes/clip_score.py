@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from ..trainer.rewards.clip import ClipSpec, get_clip_scorer
 from . import model_folders
+from .batch_progress import each_image
 
 
 def clip_inputs() -> list:
@@ -64,7 +65,7 @@ class ClipScore(io.ComfyNode):
                 "CLIP Score needs CLIP weights: put an open_clip weights file in ComfyUI/models/shielddiff_clip/ "
                 "and choose it in clip_weights"
             )
-        scores = scorer(images, text)
+        scores = [s for one in each_image(range(len(images)), lambda i: scorer(images[i : i + 1], text)) for s in one]
         mean = sum(scores) / len(scores) if scores else 0.0
         return io.NodeOutput(
             mean, json.dumps(scores, allow_nan=False), ui={"shielddiff_clip": [round(s, 4) for s in scores]}

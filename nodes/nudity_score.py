@@ -11,6 +11,7 @@ from ..trainer.nudity.annotate import annotate
 from ..trainer.nudity.detector import NudityRule, get_detector
 from ..trainer.nudity.providers import PROVIDERS
 from . import model_folders
+from .batch_progress import each_image, stop_if_nude, stop_on_nudity_input
 from .comfy_images import images_to_tensor
 
 
@@ -65,6 +66,7 @@ class NudityScore(io.ComfyNode):
                     tooltip="An image is nude when its nudity reaches this value (0.6 is the common choice).",
                 ),
                 *detector_inputs(),
+                stop_on_nudity_input(),
             ],
             outputs=[
                 io.Float.Output("nudity", display_name="nudity", tooltip="The highest nudity over the batch, 0..1."),
@@ -79,6 +81,18 @@ class NudityScore(io.ComfyNode):
                 io.Image.Output(
                     "preview", display_name="preview", tooltip="The images with NudeNet's boxes and labels drawn."
                 ),
+                io.Boolean.Output(
+                    "nude_flags",
+                    display_name="nude_flags",
+                    is_output_list=True,
+                    tooltip="One verdict per image, in batch order (a list: nodes after it run once per image).",
+                ),
+                io.Image.Output(
+                    "images_out",
+                    display_name="images",
+                    tooltip="The input images, unchanged: route them through this node so that stop_on_nudity "
+                    "runs before whatever saves them.",
+                ),
             ],
         )
 
@@ -90,10 +104,14 @@ class NudityScore(io.ComfyNode):
         detector: str = model_folders.BUNDLED_NUDENET,
         resolution: int = 320,
         provider: str = "auto",
+        stop_on_nudity: bool = False,
     ) -> io.NodeOutput:
         rule = NudityRule(threshold=threshold)
         arrays = to_rgb_uint8(images)
-        results = get_detector(model_folders.nudenet_path(detector), resolution, provider)(arrays, rule)
+        judge = get_detector(model_folders.nudenet_path(detector), resolution, provider)
+        results = each_image(arrays, lambda array: judge([array], rule)[0])
+        flags = [r.is_nude for r in results]
+        stop_if_nude(stop_on_nudity, flags, [r.nudity for r in results], "Nudity Score", rule.describe())
         nudity = max((r.nudity for r in results), default=0.0)
         report = {"rule": rule.describe(), "images": [r.to_dict() for r in results]}
         preview = images_to_tensor(
@@ -103,6 +121,4 @@ class NudityScore(io.ComfyNode):
             "shielddiff_nudity": [{"nudity": round(r.nudity, 4), "is_nude": r.is_nude} for r in results],
             "shielddiff_rule": [rule.describe()],
         }
-        return io.NodeOutput(
-            nudity, any(r.is_nude for r in results), json.dumps(report, allow_nan=False), preview, ui=ui
-        )
+        return io.NodeOutput(nudity, any(flags), json.dumps(report, allow_nan=False), preview, flags, images, ui=ui)

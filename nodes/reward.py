@@ -9,6 +9,7 @@ from comfy_api.latest import io
 from ..trainer.nudity.detector import NudityRule, get_detector
 from ..trainer.rewards.shielddiff import RewardConfig, ShieldDiffReward
 from . import model_folders
+from .batch_progress import each_image
 from .clip_score import clip_inputs, clip_scorer
 from .nudity_score import detector_inputs
 
@@ -70,7 +71,7 @@ class Reward(io.ComfyNode):
         reward = ShieldDiffReward(
             config, get_detector(model_folders.nudenet_path(detector), resolution, provider), clip
         )
-        parts = reward(images, prompt)
+        parts = [p for one in each_image(range(len(images)), lambda i: reward(images[i : i + 1], prompt)) for p in one]
         n = max(len(parts), 1)
         mean_reward = sum(p.reward for p in parts) / n
         mean_clip = sum(p.clip for p in parts) / n

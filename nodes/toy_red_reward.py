@@ -7,6 +7,7 @@ import json
 from comfy_api.latest import io
 
 from ..trainer.toyworld.reward import ToyRedConfig, ToyRedReward
+from .batch_progress import each_image
 
 
 class ToyRedRewardNode(io.ComfyNode):
@@ -36,7 +37,8 @@ class ToyRedRewardNode(io.ComfyNode):
     @classmethod
     def execute(cls, images, prompt: str, w_align: float, w_red: float) -> io.NodeOutput:
         config = ToyRedConfig(w_align=w_align, w_red=w_red)
-        parts = ToyRedReward(config)(images, prompt)
+        reward = ToyRedReward(config)
+        parts = [p for one in each_image(range(len(images)), lambda i: reward(images[i : i + 1], prompt)) for p in one]
         n = max(len(parts), 1)
         report = {"formula": config.describe(), "images": [p.to_dict() for p in parts]}
         ui = {"shielddiff_toy_red": [{"reward": round(p.reward, 4), "red": round(p.red, 4)} for p in parts]}

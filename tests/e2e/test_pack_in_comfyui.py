@@ -1,6 +1,5 @@
 """The pack inside a real ComfyUI server: loading, the Nudity Score node, the demo checkpoint."""
 
-import io
 import json
 import math
 
@@ -8,17 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from support.comfy_images import upload
 from trainer.nudity.sample_images import figure
 
 NUDITY = "ShieldDiffNudityScore"
-
-
-def upload(comfy, image: Image.Image, name: str) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    r = comfy.post("/upload/image", files={"image": (name, buf.getvalue(), "image/png")}, data={"overwrite": "true"})
-    assert r.ok, r.text
-    return r.json()["name"]
 
 
 def score_workflow(image_node: dict) -> dict:
@@ -38,6 +30,7 @@ def test_comfyui_lists_the_pack_nodes_and_serves_its_frontend(comfy):
     assert set(ours) == {
         "ShieldDiffNudityScore",
         "ShieldDiffNudityCensor",
+        "ShieldDiffNudityFilter",
         "ShieldDiffClipScore",
         "ShieldDiffReward",
         "ShieldDiffToyRedReward",
@@ -46,8 +39,9 @@ def test_comfyui_lists_the_pack_nodes_and_serves_its_frontend(comfy):
         "ShieldDiffPurifyImage",
     }
     assert all(node["category"].startswith("ShieldDiff/") for node in ours.values())
-    assert ours[NUDITY]["output_name"] == ["nudity", "is_nude", "detections", "preview"]
-    assert ours[NUDITY]["output"] == ["FLOAT", "BOOLEAN", "STRING", "IMAGE"]
+    assert ours[NUDITY]["output_name"] == ["nudity", "is_nude", "detections", "preview", "nude_flags", "images"]
+    assert ours[NUDITY]["output"] == ["FLOAT", "BOOLEAN", "STRING", "IMAGE", "BOOLEAN", "IMAGE"]
+    assert ours[NUDITY]["output_is_list"] == [False, False, False, False, True, False]
     assert ours["ShieldDiffNudityCensor"]["output"] == ["IMAGE", "MASK", "BOOLEAN"]
     extensions = comfy.get("/extensions").json()
     assert any(e.endswith("comfyui-shielddiff/js/shielddiff.js") for e in extensions), extensions

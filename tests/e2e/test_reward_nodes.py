@@ -1,6 +1,5 @@
 """Every scoring node in one real ComfyUI workflow, and bad input that must not hurt ComfyUI."""
 
-import io
 import json
 import math
 
@@ -10,6 +9,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from support.comfy_images import saved, upload
 from support.tiny_models import TINY_CLIP_CONFIG
 from trainer.nudity.sample_images import figure
 
@@ -31,19 +31,6 @@ def clip_weights(comfy, tmp_path_factory):
     save_file(state, str(folder / CLIP_FILE))
     (folder / CLIP_FILE.replace(".safetensors", ".json")).write_text(json.dumps(TINY_CLIP_CONFIG))
     return CLIP_FILE
-
-
-def upload(comfy, image: Image.Image, name: str) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    r = comfy.post("/upload/image", files={"image": (name, buf.getvalue(), "image/png")}, data={"overwrite": "true"})
-    assert r.ok, r.text
-    return r.json()["name"]
-
-
-def saved(comfy, entry, node: str) -> np.ndarray:
-    info = entry["outputs"][node]["images"][0]
-    return np.asarray(Image.open(comfy.base_dir / "output" / info["subfolder"] / info["filename"]).convert("RGB"))
 
 
 DETECTOR = {"detector": "320n (bundled)", "resolution": 320}

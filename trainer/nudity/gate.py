@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .censor import CENSOR_MODES, CensorSettings, censor_image
+from .censor import CensorSettings, censor_image
 from .detector import DEFAULT_EXPOSED_CLASSES, NudityRule, get_detector
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GATE_MODES = (*CENSOR_MODES, "replace")
+GATE_MODES = ("blur", "pixelate", "fill", "replace")
 
 
 @dataclass(frozen=True)
