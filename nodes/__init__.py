@@ -1,12 +1,14 @@
 """ComfyUI glue: one node per module, each a thin wrapper over trainer/ functions."""
 
 from .clip_score import ClipScore
+from .erase_settings import AllButOneSettings
 from .lora_loader import LoadShieldDiffLora
 from .nudity_censor import NudityCensor
 from .nudity_filter import NudityFilter
 from .nudity_score import NudityScore
 from .purify_image import PurifyImage
 from .reward import Reward
+from .rl_settings import RLSettings
 from .toy_red_reward import ToyRedRewardNode
 from .train_lora import TrainSafetyLora
 
@@ -19,6 +21,8 @@ NODES = [
     ToyRedRewardNode,
     LoadShieldDiffLora,
     TrainSafetyLora,
+    RLSettings,
+    AllButOneSettings,
     PurifyImage,
 ]
 

@@ -94,8 +94,6 @@ def test_an_erasure_job_from_the_training_node_finishes_and_its_lora_loads(comfy
         demo_checkpoint.name,
         "erased-nudity",
         method="All-but-One erasure",
-        unsafe_prompts="",  # the RL prompts are not needed by this method
-        benign_prompts="",
         epochs=2,
         batches_per_epoch=2,
         train_batch_size=1,

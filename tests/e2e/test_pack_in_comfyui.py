@@ -36,6 +36,8 @@ def test_comfyui_lists_the_pack_nodes_and_serves_its_frontend(comfy):
         "ShieldDiffToyRedReward",
         "ShieldDiffLoraLoader",
         "ShieldDiffTrainSafetyLora",
+        "ShieldDiffRLSettings",
+        "ShieldDiffAllButOneSettings",
         "ShieldDiffPurifyImage",
     }
     assert all(node["category"].startswith("ShieldDiff/") for node in ours.values())
@@ -45,6 +47,7 @@ def test_comfyui_lists_the_pack_nodes_and_serves_its_frontend(comfy):
     assert ours["ShieldDiffNudityCensor"]["output"] == ["IMAGE", "MASK", "BOOLEAN"]
     extensions = comfy.get("/extensions").json()
     assert any(e.endswith("comfyui-shielddiff/js/shielddiff.js") for e in extensions), extensions
+    assert any(e.endswith("comfyui-shielddiff/js/shielddiff_train.js") for e in extensions), extensions
     templates = comfy.get("/api/workflow_templates").json()
     assert templates.get("comfyui-shielddiff"), templates
 

@@ -11,37 +11,51 @@ from support.comfy_harness import ComfyServer
 NO_CLIP = "none (put weights in models/shielddiff_clip)"
 
 
-def train_workflow(checkpoint: str, lora_name: str, **overrides) -> dict:
-    """An API-format workflow with one Train Safety LoRA node, sized for the demo checkpoint on a CPU."""
-    inputs = {
-        "checkpoint": checkpoint,
-        "method": "ShieldDiff RL",
-        "unsafe_prompts": "a nude woman on a beach\nnaked man in a forest",
-        "benign_prompts": "a woman on a beach\na cat on a sofa",
-        "unsafe_file": "none",
-        "benign_file": "none",
-        "w_clip": 2.5,
-        "w_nude": 1.0,
-        "clip_weights": NO_CLIP,
-        "clip_architecture": "ViT-B-32",
-        "epochs": 3,
-        "sample_batch_size": 2,
-        "batches_per_epoch": 1,
-        "train_batch_size": 2,
-        "steps": 2,
-        "resolution": 64,
-        "lora_rank": 4,
-        "learning_rate": 0.001,
-        "seed": 0,
-        "erase_concept": "nudity\nnaked person",
-        "erase_alternative": "a person wearing clothes",
-        "erase_eta": 1.0,
-        "erase_lambda": 1.0,
-        "lora_name": lora_name,
-    } | overrides
+RL_SETTINGS = {
+    "unsafe_prompts": "a nude woman on a beach\nnaked man in a forest",
+    "benign_prompts": "a woman on a beach\na cat on a sofa",
+    "unsafe_file": "none",
+    "benign_file": "none",
+    "w_clip": 2.5,
+    "w_nude": 1.0,
+    "clip_weights": NO_CLIP,
+    "clip_architecture": "ViT-B-32",
+    "sample_batch_size": 2,
+}
+ERASE_SETTINGS = {
+    "erase_concept": "nudity\nnaked person",
+    "erase_alternative": "a person wearing clothes",
+    "erase_eta": 1.0,
+    "erase_lambda": 1.0,
+}
+SHARED = {
+    "epochs": 3,
+    "batches_per_epoch": 1,
+    "train_batch_size": 2,
+    "steps": 2,
+    "resolution": 64,
+    "lora_rank": 4,
+    "learning_rate": 0.001,
+    "seed": 0,
+}
+SETTINGS_NODES = {
+    "ShieldDiff RL": ("ShieldDiffRLSettings", RL_SETTINGS),
+    "All-but-One erasure": ("ShieldDiffAllButOneSettings", ERASE_SETTINGS),
+}
+
+
+def train_workflow(checkpoint: str, lora_name: str, method: str = "ShieldDiff RL", **overrides) -> dict:
+    """An API-format workflow: a method's settings node feeding Train Safety LoRA, sized for the demo
+    checkpoint on a CPU. Overrides go to the node that has the input."""
+    node, defaults = SETTINGS_NODES[method]
+    settings = {k: overrides.pop(k, v) for k, v in defaults.items()}
+    unknown = set(overrides) - set(SHARED) - {"checkpoint"}
+    assert not unknown, f"no input {sorted(unknown)} on Train Safety LoRA or the {method} settings node"
+    inputs = {"checkpoint": checkpoint, "settings": ["9", 0], **SHARED, "lora_name": lora_name} | overrides
     return {
         "1": {"class_type": "ShieldDiffTrainSafetyLora", "inputs": inputs},
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+        "9": {"class_type": node, "inputs": settings},
     }
 
 
