@@ -9,7 +9,7 @@ Layout (one subpackage per domain; tests/unit/<subpackage>/ mirrors it):
     rewards/      CLIP similarity and the ShieldDiff reward
     lora/         LoRA module names, file formats, merging a LoRA into diffusers weights
     diffusion/    loading checkpoints, the demo checkpoint, guided noise prediction, prompt encoding
-    training/     what every trainer shares: config, job directory, training session, run helpers
+    training/     what every trainer shares: config, job directory, training session, the epoch loop, run helpers
     rl/           ShieldDiff RL (DDPO-style sampling, PPO, rewards, the trainer)
     erase/        All-but-One erasure (objective, trainer) and Purify (DDIM inversion)
     jobs/         training jobs for the UI: request, queue, child process, summaries

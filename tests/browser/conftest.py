@@ -72,6 +72,23 @@ class ComfyPage:
     def eval(self, script: str, arg=None):
         return self.page.evaluate(script, arg)
 
+    def setting(self, setting_id: str):
+        """A frontend setting's value, through the settings API (extensionManager.setting on 1.3x and later)."""
+        return self.eval(
+            """(id) => { const store = app.extensionManager?.setting;
+                         return store?.get ? store.get(id) : app.ui.settings.getSettingValue(id); }""",
+            setting_id,
+        )
+
+    def set_setting(self, setting_id: str, value) -> None:
+        """Change a frontend setting as the settings dialog does (it is saved on the server)."""
+        self.eval(
+            """async ([id, value]) => { const store = app.extensionManager?.setting;
+                                        if (store?.set) await store.set(id, value);
+                                        else await app.ui.settings.setSettingValueAsync(id, value); }""",
+            [setting_id, value],
+        )
+
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / name

@@ -43,8 +43,16 @@ def free_port() -> int:
 class ComfyServer:
     """One ComfyUI process. Use as a context manager, or call start() and stop()."""
 
-    def __init__(self, comfyui_dir: Path, base_dir: Path, python: str | None = None, name: str = "comfyui"):
-        """name: of its log and database files in base_dir, so that a second server can share the base."""
+    def __init__(
+        self,
+        comfyui_dir: Path,
+        base_dir: Path,
+        python: str | None = None,
+        name: str = "comfyui",
+        extra_args: list[str] | None = None,
+    ):
+        """name: of its log and database files in base_dir, so that a second server can share the base;
+        extra_args: more ComfyUI command-line options (e.g. --preview-method latent2rgb)."""
         self.comfyui_dir = Path(comfyui_dir)
         self.base_dir = Path(base_dir)
         self.python = python or comfyui_python()
@@ -54,6 +62,7 @@ class ComfyServer:
         self.database = self.base_dir / "user" / f"{name}.db"
         self.proc: subprocess.Popen | None = None
         self.client_id = uuid.uuid4().hex
+        self.extra_args = list(extra_args or [])
         self._log_file = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -91,6 +100,7 @@ class ComfyServer:
             str(self.base_dir),
             "--database-url",
             f"sqlite:///{self.database}",
+            *self.extra_args,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(

@@ -9,14 +9,13 @@ their trajectories, and a preservation term holds the tuned model's prediction f
 frozen model's. With `erase.early_stop_drift`, each epoch measures how far the prediction for
 held-out preservation prompts has moved (relative to their guidance) on fixed x_t, and the run
 stops with the last epoch's LoRA under the limit. The job directory, checkpoints, SIGTERM and `--resume`
-behave as for the RL trainer (the same code, training/run.py and training/session.py).
+behave as for the RL trainer (the same code: training/loop.py, run.py and session.py).
 Randomness comes from (seed, epoch, step, process), so a resumed run repeats the
 uninterrupted one.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -27,29 +26,13 @@ import torch
 
 from ..diffusion.guidance import decode_images, encode_prompts, guided_eps
 from ..training.config import RLConfig
-from ..training.job_dir import JobDir
-from ..training.run import (
-    StopFlag,
-    TrainingCancelled,
-    end_epoch,
-    job_log,
-    mark_cancelled,
-    peak_memory_mb,
-    save_samples,
-    seed,
-)
-from ..training.session import (
-    TrainingModels,
-    begin_run,
-    finish_training,
-    frozen,
-    lora_state,
-    set_lora_state,
-    setup_models,
-)
+from ..training.loop import EpochReport, Samples, train_job
+from ..training.run import StopFlag, TrainingCancelled, peak_memory_mb, seed
+from ..training.session import TrainingModels, frozen, setup_models
 from .objective import erase_loss, erase_target
 
 __all__ = [
+    "AllButOne",
     "EraseBatch",
     "ErasePrompts",
     "draw_batch",
@@ -286,11 +269,11 @@ def preservation_drift(models: TrainingModels, config: RLConfig, prompts: EraseP
 
 
 @torch.no_grad()
-def _sample_images(models: TrainingModels, config: RLConfig, prompts: ErasePrompts) -> tuple[list, list[str]]:
+def _sample_images(models: TrainingModels, config: RLConfig, prompts: ErasePrompts) -> Samples:
     """Images of the concept prompts with the current LoRA, from the same noise every epoch."""
     count = config.train.samples_to_save
     if count < 1:
-        return [], []
+        return Samples()
     chosen = [i % len(prompts.concepts) for i in range(count)]
     e, scheduler = config.erase, models.pipe.scheduler
     scheduler.set_timesteps(e.steps, device=models.accelerator.device)
@@ -303,7 +286,7 @@ def _sample_images(models: TrainingModels, config: RLConfig, prompts: ErasePromp
     for t in scheduler.timesteps:
         eps = guided_eps(models.unet, x, t, embeds, negative, e.guidance)
         x = scheduler.step(eps.to(x.dtype), t, x, eta=0.0).prev_sample
-    return decode_images(models.pipe.vae, x), [prompts.concepts[i] for i in chosen]
+    return Samples(decode_images(models.pipe.vae, x), [prompts.concepts[i] for i in chosen])
 
 
 def _train_epoch(config, models, prompts, epoch, stop) -> dict:
@@ -328,78 +311,71 @@ def _train_epoch(config, models, prompts, epoch, stop) -> dict:
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
+class AllButOne:
+    """The method's part of the epoch loop (training/loop.py): `erase.iterations` steps on drawn x_t, then
+    the held-out preservation drift (early stopping). It keeps no state of its own between epochs."""
+
+    def __init__(self, config: RLConfig, models: TrainingModels):
+        self.config, self.models = config, models
+        self.prompts = erase_prompts(models, config)
+        e = config.erase
+        log.info(
+            "erasing %d concept prompt(s) -> %s (eta %g, lambda %g, %d preservation prompt(s) at weight %g, "
+            "x_t from the %s model)",
+            len(self.prompts.concepts),
+            f"{len(self.prompts.alternatives)} alternative(s)" if self.prompts.alternatives else "no alternative",
+            e.eta,
+            e.lambda_uncond,
+            len(e.preserve),
+            e.preserve_weight,
+            e.trajectory,
+        )
+        heldout = self.prompts.heldout_embeds
+        self.probe = HeldoutProbe(models, config, heldout) if heldout is not None else None
+
+    def snapshot(self) -> dict:
+        return {}
+
+    def restore(self, state: dict) -> None:
+        pass
+
+    def samples(self, epoch: int) -> Samples:
+        return _sample_images(self.models, self.config, self.prompts)
+
+    def epoch(self, epoch: int, stop: StopFlag) -> EpochReport:
+        config, models, e = self.config, self.models, self.config.erase
+        began = time.perf_counter()
+        train_stats = _train_epoch(config, models, self.prompts, epoch, stop)
+        seconds = time.perf_counter() - began
+        drift = self.probe.drift(models) if self.probe is not None else None
+        if e.early_stop_drift and drift is not None and drift > e.early_stop_drift:
+            return EpochReport(
+                {**train_stats, "preserve_drift": drift, "early_stop": True},
+                undo=f"held-out preservation drift {drift:.4f} > {e.early_stop_drift:g} after epoch {epoch + 1}; "
+                f"keeping epoch {epoch}'s LoRA",
+            )
+        return EpochReport(
+            {
+                **train_stats,
+                **({"preserve_drift": drift} if drift is not None else {}),
+                "steps_per_s": e.iterations / seconds,
+                "epoch_seconds": seconds,
+                "peak_memory_mb": peak_memory_mb(models.accelerator.device),
+            }
+        )
+
+
 def train(config: RLConfig, job_dir: str | Path, resume: bool = False, cache_dir: str | Path | None = None) -> Path:
     """Run (or resume) an All-but-One erasure job in `job_dir`; returns the path of the final LoRA."""
     config.validate()
     if config.train.method != "all-but-one":
         raise ValueError(f"the erase trainer runs train.method 'all-but-one', not {config.train.method!r}")
-    job = JobDir(job_dir)
-    with job_log(job):
-        return _run(config, job, resume, Path(cache_dir or job.path / ".configs"))
-
-
-def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
-    from tqdm.auto import tqdm
-
-    total = config.train.epochs
-    models = setup_models(config, cache_dir)
-    acc = models.accelerator
-    main = acc.is_main_process
-    start, _ = begin_run(models, config, job, resume)
-    prompts = erase_prompts(models, config)
-    e = config.erase
-    log.info(
-        "erasing %d concept prompt(s) -> %s (eta %g, lambda %g, %d preservation prompt(s) at weight %g, "
-        "x_t from the %s model)",
-        len(prompts.concepts),
-        f"{len(prompts.alternatives)} alternative(s)" if prompts.alternatives else "no alternative",
-        e.eta,
-        e.lambda_uncond,
-        len(e.preserve),
-        e.preserve_weight,
-        e.trajectory,
+    return train_job(
+        config,
+        job_dir,
+        resume,
+        cache_dir,
+        method="all-but-one",
+        setup=setup_models,
+        start=lambda models: AllButOne(config, models),
     )
-    probe = HeldoutProbe(models, config, prompts.heldout_embeds) if prompts.heldout_embeds is not None else None
-    with StopFlag(job) as stop:
-        snapshot = {"lora": lora_state(models), "optimizer": copy.deepcopy(models.optimizer.state_dict())}
-        done = start
-        try:
-            for epoch in tqdm(range(start, total), initial=start, total=total, disable=not main, desc="epochs"):
-                began = time.perf_counter()
-                train_stats = _train_epoch(config, models, prompts, epoch, stop)
-                seconds = time.perf_counter() - began
-                drift = probe.drift(models) if probe is not None else None
-                if e.early_stop_drift and drift is not None and drift > e.early_stop_drift:
-                    log.info(
-                        "early stop: held-out preservation drift %.4f > %g after epoch %d; keeping epoch %d's LoRA",
-                        drift,
-                        e.early_stop_drift,
-                        epoch + 1,
-                        done,
-                    )
-                    if main:
-                        job.append_metrics({"epoch": epoch, **train_stats, "preserve_drift": drift, "early_stop": True})
-                    set_lora_state(models, snapshot["lora"])
-                    config.train.epochs = done
-                    break
-                snapshot = {"lora": lora_state(models), "optimizer": copy.deepcopy(models.optimizer.state_dict())}
-                done = epoch + 1
-                if main:
-                    job.append_metrics(
-                        {
-                            "epoch": epoch,
-                            **train_stats,
-                            **({"preserve_drift": drift} if drift is not None else {}),
-                            "steps_per_s": config.erase.iterations / seconds,
-                            "epoch_seconds": seconds,
-                            "peak_memory_mb": peak_memory_mb(acc.device),
-                        }
-                    )
-                    save_samples(job, epoch, *_sample_images(models, config, prompts), config.train.samples_to_save)
-                    end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)
-                acc.wait_for_everyone()
-            return finish_training(models, config, job, "all-but-one", stop)
-        except TrainingCancelled:
-            if main:
-                mark_cancelled(job, snapshot, done, total)
-            raise

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from ..training.job_dir import CLAIM_FILE, status_file
+
 __all__ = ["CLAIM_FILE", "Claim", "try_claim"]
 
 log = logging.getLogger(__name__)
-
-CLAIM_FILE = "claim.lock"
 
 
 class Claim:
@@ -48,7 +48,7 @@ def try_claim(job_path: str | Path) -> Claim | None:
     """The job's claim, taken now, or None when a live process (this one included) holds it, or when
     the job is gone (deleted meanwhile)."""
     job_path = Path(job_path)
-    if not (job_path / "status.json").is_file():
+    if not status_file(job_path).is_file():
         return None
     lock = FileLock(job_path / CLAIM_FILE, thread_local=False)
     try:
@@ -58,7 +58,7 @@ def try_claim(job_path: str | Path) -> Claim | None:
     except OSError as exc:  # not writable, or gone
         log.debug("cannot claim job %s: %s", job_path.name, exc)
         return None
-    if not (job_path / "status.json").is_file():  # deleted between the check and the lock, which made
+    if not status_file(job_path).is_file():  # deleted between the check and the lock, which made
         lock.release(force=True)  # the folder again (filelock creates missing parents): remove that
         (job_path / CLAIM_FILE).unlink(missing_ok=True)
         try:

@@ -4,8 +4,8 @@ shared by every instance, and a per-process cache of status files.
 - The list of jobs is the folder's own listing (one `scandir`, names checked against `JOB_ID`). A name
   is a job once its `status.json` exists; that is checked once per name and remembered, since a job's
   status file only goes away with the whole folder (deleted jobs are renamed away first).
-- `.active/` holds an empty marker file per job that is not finished for the queue: queued, running,
-  or done but not yet published. It is written before a job is queued and removed, by the claim's
+- `.active/` holds an empty marker file per job that is not finished for the queue: queued, running
+  or publishing (or "done" without a published LoRA, as an older version left a job to publish). It is written before a job is queued and removed, by the claim's
   holder, once the job is settled; so the worker of every instance looks at these few jobs, not at all
   of them, to find the next queued one or one whose owner died. A marker whose job is finished or gone
   is dropped when met; `rebuild()` (at start) adds one for any unfinished job without one.
@@ -21,6 +21,8 @@ import os
 import re
 from pathlib import Path
 
+from ..training.job_dir import status_file
+
 __all__ = ["ACTIVE_DIR", "JOB_ID", "TRASH_PREFIX", "JobIndex"]
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,6 @@ log = logging.getLogger(__name__)
 JOB_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 ACTIVE_DIR = ".active"
 TRASH_PREFIX = ".trash-"
-STATUS = "status.json"
 
 
 def read_status_file(path: Path) -> dict:
@@ -60,17 +61,17 @@ class JobIndex:
         names = self.names()
         found = []
         for name in names:
-            if name in self._known or (self.root / name / STATUS).is_file():
+            if name in self._known or status_file(self.root / name).is_file():
                 found.append(name)
         self._known = set(found)
         return found
 
     def exists(self, job_id: str) -> bool:
-        return isinstance(job_id, str) and bool(JOB_ID.match(job_id)) and (self.root / job_id / STATUS).is_file()
+        return isinstance(job_id, str) and bool(JOB_ID.match(job_id)) and status_file(self.root / job_id).is_file()
 
     # -- statuses through the cache ---------------------------------------------------------
     def status(self, job_id: str) -> dict:
-        path = self.root / job_id / STATUS
+        path = status_file(self.root / job_id)
         try:
             st = path.stat()
         except OSError:
@@ -112,7 +113,7 @@ class JobIndex:
         between a status write and its marker); reads every status once."""
         marked = set(self.marked())
         for job_id, status in self.statuses():
-            unfinished = status.get("state") in ("queued", "running") or (
+            unfinished = status.get("state") in ("queued", "running", "publishing") or (
                 status.get("state") == "done" and not status.get("lora_file")
             )
             if unfinished and job_id not in marked:

@@ -8,6 +8,10 @@ SIGTERM when its parent dies, so a crashed ComfyUI leaves a cancelled, resumable
 on the GPU. Liveness is read through psutil, never by signalling: a trainer is the process of the
 pid *and* start time its status names (and, where readable, its command line names the job), so
 a pid reused by another process after a crash is never taken for the trainer.
+
+A trainer this process started (`TrainerProcess`) and one it adopted after a restart of the host
+(`AdoptedTrainer`, known by pid and start time only) answer the same calls: `ended()`,
+`exit_code()`, `terminate()`, `kill()`, so the queue never asks which of the two it watches.
 """
 
 from __future__ import annotations
@@ -20,14 +24,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..training.job_dir import process_started
+from ..training.job_dir import CONFIG_FILE, OUTPUT_FILE, process_started
 
-__all__ = ["PACK_ROOT", "TrainerProcess", "kill_process", "pid_alive", "why_it_ended"]
+__all__ = ["PACK_ROOT", "AdoptedTrainer", "TrainerProcess", "kill_process", "pid_alive", "why_it_ended"]
 
 log = logging.getLogger(__name__)
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-OUTPUT_NAME = "trainer-output.txt"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -87,17 +90,27 @@ def kill_process(pid: int | None, started: float | None = None, job_dir: Path | 
             pass
 
 
+def _terminate_group(pid: int) -> None:
+    """SIGTERM to the process group that `pid` leads, where there are POSIX signals (the cancel request in
+    the job directory is what every OS relies on; on Windows a "terminate" would be a hard kill)."""
+    if hasattr(os, "killpg"):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class TrainerProcess:
-    """One running trainer. `poll()` is None while it runs, then its exit code."""
+    """One trainer this process started. `poll()` is None while it runs, then its exit code."""
 
     def __init__(self, job_dir: Path, resume: bool, python: str = sys.executable):
         job_dir = Path(job_dir)
-        cmd = [python, "-m", "trainer", "train", "--config", str(job_dir / "config.toml"), "--job-dir", str(job_dir)]
+        cmd = [python, "-m", "trainer", "train", "--config", str(job_dir / CONFIG_FILE), "--job-dir", str(job_dir)]
         if resume:
             cmd.append("--resume")
         env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
         env["PYTHONPATH"] = os.pathsep.join([str(PACK_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        self.output = job_dir / OUTPUT_NAME
+        self.output = job_dir / OUTPUT_FILE
         with open(self.output, "ab") as out:
             self.popen = subprocess.Popen(
                 cmd,
@@ -116,20 +129,49 @@ class TrainerProcess:
     def poll(self) -> int | None:
         return self.popen.poll()
 
+    def ended(self) -> bool:
+        return self.popen.poll() is not None
+
+    def exit_code(self) -> int | None:
+        """The exit code once it has ended (None before)."""
+        return self.popen.poll()
+
     def terminate(self) -> None:
-        """SIGTERM to the trainer's process group, where there are POSIX signals (the cancel request in
-        the job directory is what every OS relies on; on Windows a "terminate" would be a hard kill)."""
-        if hasattr(os, "killpg") and self.popen.poll() is None:
-            try:
-                os.killpg(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        """SIGTERM to the trainer's process group (see `_terminate_group`)."""
+        if self.popen.poll() is None:
+            _terminate_group(self.pid)
 
     def kill(self) -> None:
         """Stop the trainer and everything it started outright (no checkpoint)."""
         if self.popen.poll() is not None:
             return
         kill_process(self.pid, self.started)
+
+
+class AdoptedTrainer:
+    """A trainer that another process started (this host before a restart, or an instance that died),
+    watched by its pid, start time and job folder: the same calls as `TrainerProcess`. Its exit code
+    is not ours to read: `exit_code()` is None."""
+
+    def __init__(self, pid: int, started: float | None, job_dir: Path):
+        self.pid, self.started, self.job_dir = int(pid), started, Path(job_dir)
+        self.output = self.job_dir / OUTPUT_FILE
+
+    def ended(self) -> bool:
+        return not pid_alive(self.pid, self.started, self.job_dir)
+
+    def exit_code(self) -> int | None:
+        return None
+
+    def terminate(self) -> None:
+        """SIGTERM to the group it leads (`TrainerProcess` starts each trainer in a new session), where
+        there are POSIX signals, while it is still the identified trainer. A pid that leads no group (a
+        process under `accelerate launch`) names none: the cancel request file stops it."""
+        if _process(self.pid, self.started, self.job_dir) is not None:
+            _terminate_group(self.pid)
+
+    def kill(self) -> None:
+        kill_process(self.pid, self.started, self.job_dir)
 
 
 _NOISE = re.compile(r"^\s*(\d+%\||epochs:)")

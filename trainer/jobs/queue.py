@@ -4,8 +4,23 @@ The queue holds no state of its own but the job directories under its root: the 
 each job's state and its place in line are read from `status.json`, so they survive a page
 reload and a restart of the host process. A worker thread starts the oldest queued job,
 watches its files, reports changes through `on_event`, and, when the process ends, settles
-the job: "done" (the LoRA is then copied into the LoRA folder under a name nothing else
-holds), "cancelled" or "failed" with the trainer's last error lines.
+the job: "done" once the LoRA is copied into the LoRA folder under a name nothing else holds,
+"cancelled" or "failed" with the trainer's last error lines.
+
+Who writes a job's state (all in its `status.json`, see `training/job_dir.py`):
+
+    queued      the queue (submit, resume)
+    running     the queue when it starts the trainer; then the trainer, with its progress
+    publishing  the trainer, once its LoRA is written in the job folder (its outcome: the job
+                names a `lora_name`, so it is not done until published); the queue again
+                while it copies the LoRA
+    done        the queue only, once the LoRA is in the LoRA folder (`lora_file` names it)
+    cancelled   the trainer when it stops at a safe point; the queue when it settles a job
+                whose cancel it accepted, or cancels a queued one
+    failed      the queue only: the trainer died, or the LoRA could not be published
+                (`publish_failed`: Publish again copies it)
+
+So every state the list shows is the job's own: nothing is rewritten on the way to the page.
 
 Several instances may share one jobs folder (one ComfyUI per GPU from one install): each job is
 claimed by exactly one process (`claim.py`, an OS file lock that dies with its holder), which
@@ -18,11 +33,9 @@ millisecond), so id order is creation order.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import logging
 import os
-import re
 import secrets
 import shutil
 import threading
@@ -31,49 +44,53 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import atomic_copy_new, atomic_write_text
+from ..files import atomic_write_text
 from ..training.config import RLConfig, to_toml
-from ..training.job_dir import JobDir
+from ..training.job_dir import JobDir, status_file
 from .claim import Claim, try_claim
 from .index import JOB_ID, TRASH_PREFIX, JobIndex, read_status_file
-from .process import OUTPUT_NAME, TrainerProcess, kill_process, pid_alive, why_it_ended
-from .summary import job_detail, job_summary
+from .process import AdoptedTrainer, TrainerProcess, pid_alive, why_it_ended
+from .publish import NoFreeName, lora_file_name, publish_lora
+from .store import PAGE_SIZE, JobError, JobStore, NoSuchJob, job_of_request, reserved_names
 
 __all__ = ["JOB_ID", "PAGE_SIZE", "JobError", "JobManager", "NoSuchJob"]
 
 log = logging.getLogger(__name__)
 
-SAMPLE_NAME = re.compile(r"^epoch-\d{4,}-\d{2}\.png$")
-UNFINISHED = ("queued", "running")
-FINISHED = ("done", "failed", "cancelled")
-PAGE_SIZE = 50  # jobs per page of the list, newest first
+CANCELLABLE = ("queued", "running")
 ORPHAN_CHECK_TICKS = 20  # while busy, look for jobs whose owner died every this many polls
-
-
-class JobError(ValueError):
-    """The request does not fit the job's state (e.g. cancelling a finished job)."""
-
-
-class NoSuchJob(JobError):  # noqa: N818 - reads as the condition it reports
-    """The id names no job in the jobs folder."""
 
 
 @dataclass
 class _Running:
     job_id: str
-    process: TrainerProcess | None  # None: adopted after a restart, watched by pid and start time
-    pid: int
-    started: float | None = None  # the trainer's start time: with the pid, it names one process
+    process: TrainerProcess | AdoptedTrainer  # started here, or adopted after a restart: the same calls
+    claim: Claim  # held for the job's whole run, released once it is settled
+    claimed_at: float = 0.0  # a cancel request at or after this time is for this run
     cancel_at: float | None = None  # when the stop was asked for
     seen: tuple = ()
-    claim: Claim | None = None  # held for the job's whole run, released once it is settled
-    claimed_at: float = 0.0  # a cancel request at or after this time is for this run
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def started(self) -> float | None:
+        """The trainer's start time: with the pid, it names one process."""
+        return self.process.started
 
 
 def _settled(status: dict) -> bool:
     """Nothing is left for the queue to do (a "done" job is settled once its LoRA is published)."""
     state = status.get("state")
     return state in ("failed", "cancelled") or (state == "done" and bool(status.get("lora_file")))
+
+
+def _to_publish(status: dict) -> bool:
+    """The trainer wrote the LoRA and it waits to be published ("done" without a LoRA file is how an
+    older version's trainer left such a job)."""
+    state = status.get("state")
+    return state == "publishing" or (state == "done" and not status.get("lora_file"))
 
 
 class JobManager:
@@ -94,6 +111,7 @@ class JobManager:
         self.poll_seconds = poll_seconds
         self.cancel_grace = cancel_grace_seconds
         self._index = JobIndex(self.root)
+        self.store = JobStore(self.root, self._index)  # the read side: list, pages, summaries, samples
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -138,18 +156,18 @@ class JobManager:
         request = hashlib.sha256(f"{to_toml(config)}\n{method_label}\n{lora_name}".encode()).hexdigest()[:16]
         with self._lock:
             statuses = self._index.statuses()
-            if once and (same := self._job_of_request(statuses, request, lora_name)) is not None:
+            if once and (same := job_of_request(statuses, request, lora_name, self.loras_dir)) is not None:
                 return dict(self.summary(same), repeat=True)
-            taken = self._reserved_names(statuses)
-            if (self.loras_dir / f"{lora_name}.safetensors").exists() or lora_name in taken:
+            taken = reserved_names(statuses)
+            if (self.loras_dir / lora_file_name(lora_name)).exists() or lora_name in taken:
                 raise JobError(
                     f"a LoRA named {lora_name!r} already exists in {self.loras_dir} or is the output of a queued, "
                     "running, cancelled or failed job (which can still resume): choose another output name"
                 )
             job_id = self._new_id()
             job = JobDir(self.root / job_id)
-            config.output.lora_path = str(job.path / "lora.safetensors")
-            atomic_write_text(job.path / "config.toml", to_toml(config))
+            config.output.lora_path = str(job.lora_path)
+            atomic_write_text(job.config_path, to_toml(config))
             self._index.mark(job_id)  # before the state: a queued job always has its marker
             job.write_status(
                 "queued",
@@ -197,7 +215,7 @@ class JobManager:
             else:
                 with self._claim(job) as claim:
                     state = job.read_status().get("state")
-                    if state not in UNFINISHED:
+                    if state not in CANCELLABLE:
                         raise JobError(f"job {job_id} is {state}: only a queued or running job can be cancelled")
                     if claim is None:  # another live process owns it
                         job.request_cancel()
@@ -217,8 +235,7 @@ class JobManager:
             return
         running.cancel_at = time.monotonic()
         job.request_cancel()  # every OS: the trainer reads it at its safe points
-        if running.process is not None:
-            running.process.terminate()  # POSIX: SIGTERM too (reaches `accelerate launch`)
+        running.process.terminate()  # POSIX: SIGTERM too (reaches `accelerate launch`)
         job.write_status(
             "running", pid=running.pid, pid_started=running.started, message="cancelling: saving a checkpoint"
         )
@@ -281,74 +298,35 @@ class JobManager:
             log.exception("job event for %s could not be sent", job_id)
         return {"id": job_id, "deleted": True}
 
-    # -- reading ----------------------------------------------------------------------------
+    # -- reading (the job store) -----------------------------------------------------------
     def job_ids(self) -> list[str]:
         """Every job id, oldest first."""
-        return self._index.ids()
+        return self.store.job_ids()
 
     def page(self, limit: int = PAGE_SIZE, before: str | None = None) -> dict:
-        """Up to `limit` jobs, newest first, older than the job `before` (a cursor from an earlier page):
-        {"jobs": [...], "total": every job, "next": the cursor for the next page, or None}."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
-        names = self._index.names()
-        older = names[: bisect.bisect_left(names, before)] if before is not None else names
-        jobs, i = [], len(older) - 1
-        while i >= 0 and len(jobs) < limit:
-            try:
-                jobs.append(self.summary(older[i]))
-            except NoSuchJob:
-                pass  # not a job (a submit still writing it) or deleted meanwhile
-            i -= 1
-        return {"jobs": jobs, "total": len(names), "next": older[i + 1] if i >= 0 else None}
+        """A page of the list, newest first (see `JobStore.page`)."""
+        return self.store.page(limit, before)
 
     def summaries(self) -> list[dict]:
         """Every job, newest first (the list route pages through `page` instead)."""
-        return self.page(limit=max(1, len(self._index.ids())))["jobs"]
+        return self.store.summaries()
 
     def summary(self, job_id: str) -> dict:
-        return job_summary(job_id, self._job(job_id))
+        return self.store.summary(job_id)
 
     def detail(self, job_id: str) -> dict:
-        return job_detail(job_id, self._job(job_id))
+        return self.store.detail(job_id)
 
     def sample_path(self, job_id: str, name: str) -> Path:
-        """A sample image of the job; only names of the trainer's own pattern are served."""
-        job = self._job(job_id)
-        path = job.path / "samples" / name
-        if not SAMPLE_NAME.match(name) or not path.is_file():
-            raise NoSuchJob(f"job {job_id} has no sample {name!r}")
-        return path
+        return self.store.sample_path(job_id, name)
 
     def _job(self, job_id: str) -> JobDir:
-        """The job's folder; the id must have the id pattern (no separators) and name a job."""
-        if not self._index.exists(job_id):
-            raise NoSuchJob(f"no job {job_id!r}")
-        return JobDir(self.root / job_id)
+        return self.store.job(job_id)
 
     def _claim(self, job: JobDir):
         """The job's claim for the length of a `with` block, or None (held by a live process)."""
         claim = try_claim(job.path)
         return claim if claim is not None else _NoClaim()
-
-    @staticmethod
-    def _reserved_names(statuses: list[tuple[str, dict]]) -> set[str]:
-        return {
-            status.get("lora_name")
-            for _, status in statuses
-            if status.get("state") in (*UNFINISHED, "cancelled", "failed") and not status.get("lora_file")
-        }
-
-    def _job_of_request(self, statuses: list[tuple[str, dict]], request: str, lora_name: str) -> str | None:
-        for job_id, status in statuses:
-            if status.get("request") != request or status.get("lora_name") != lora_name:
-                continue
-            lora_file = status.get("lora_file")
-            if (lora_file and (self.loras_dir / lora_file).exists()) or (
-                not lora_file and status.get("state") in (*UNFINISHED, "cancelled", "failed")
-            ):
-                return job_id
-        return None
 
     # -- the worker -----------------------------------------------------------------------------
     def _work(self) -> None:
@@ -378,7 +356,7 @@ class JobManager:
             if not path.is_dir():
                 self._index.unmark(job_id)
                 continue
-            status = read_status_file(path / "status.json")
+            status = read_status_file(status_file(path))
             if status:  # none yet: a submit is writing it
                 found.append((job_id, status))
         return found
@@ -433,15 +411,13 @@ class JobManager:
             message="starting the trainer",
             started_at=time.time(),
         )
-        self._running = _Running(job_id, process, process.pid, process.started, claim=claim, claimed_at=claimed_at)
+        self._running = _Running(job_id, process, claim, claimed_at=claimed_at)
         self._changed(job_id)
 
     def _watch(self) -> None:
         running = self._running
         job = JobDir(self.root / running.job_id)
-        code = running.process.poll() if running.process else None
-        exited = code is not None if running.process else not pid_alive(running.pid, running.started, job.path)
-        if not exited:
+        if not running.process.ended():
             if running.cancel_at is None and job.cancel_requested(since=running.claimed_at):
                 log.info("job %s: a cancel was asked for from another process", running.job_id)
                 self._stop_running(running, job)  # the same stop, grace and kill as our own cancel
@@ -451,32 +427,37 @@ class JobManager:
                     running.job_id,
                     self.cancel_grace,
                 )
-                self._kill(running, job)
+                running.process.kill()
             seen = (job.read_status().get("epoch"), job.read_status().get("message"), len(job.read_metrics()))
             if seen != running.seen:
                 running.seen = seen
                 self._changed(running.job_id, kind="progress")
             return
         self._running = None
-        self._settle_and_release(running, job, code)
+        self._settle_and_release(
+            running.job_id, job, running.process.exit_code(), running.claim, cancelled=running.cancel_at is not None
+        )
 
-    def _settle_and_release(self, running: _Running, job: JobDir, code: int | None) -> None:
+    def _settle_and_release(
+        self, job_id: str, job: JobDir, code: int | None, claim: Claim, *, cancelled: bool = False
+    ) -> None:
+        """Settle a job whose trainer has ended (`code`: its exit code, None when unknown), then let its
+        claim go. `cancelled`: this manager accepted a cancel of it."""
         try:
-            self._settle(running, job, code)
+            self._settle(job_id, job, code, cancelled)
             if _settled(job.read_status()):
-                self._index.unmark(running.job_id)
+                self._index.unmark(job_id)
         finally:
-            if running.claim is not None:
-                running.claim.release()
-        self._changed(running.job_id)
+            claim.release()
+        self._changed(job_id)
 
-    def _settle(self, running: _Running, job: JobDir, code: int | None) -> None:
+    def _settle(self, job_id: str, job: JobDir, code: int | None, cancelled: bool) -> None:
         job.clear_cancel_request()
         status = job.read_status()
         state = status.get("state")
-        if running.cancel_at is None and state == "done" and code in (0, None):
-            self._publish(running.job_id, job)
-        elif running.cancel_at is not None or state == "cancelled":  # an accepted cancel publishes nothing
+        if not cancelled and _to_publish(status) and code in (0, None):
+            self._publish(job_id, job)
+        elif cancelled or state == "cancelled":  # an accepted cancel publishes nothing
             epochs = int(status.get("epoch") or 0) if job.latest_checkpoint() else 0
             job.write_status(
                 "cancelled",
@@ -484,28 +465,22 @@ class JobManager:
                 message=f"cancelled; resume continues after epoch {epochs}" if epochs else "cancelled before epoch 1",
             )
         else:
-            reason = why_it_ended(code, job.path / OUTPUT_NAME)
+            reason = why_it_ended(code, job.output_path)
             job.write_status("failed", pid=None, message=reason)
-            log.error("job %s failed: %s", running.job_id, reason)
+            log.error("job %s failed: %s", job_id, reason)
 
     def _publish(self, job_id: str, job: JobDir) -> None:
         """Copy the finished LoRA into the LoRA folder under its name, or the next free `name-N`. When the
         folder cannot take it (read-only, full), the job fails with the cause and keeps its LoRA for `publish`."""
-        status = job.read_status()
-        source = job.path / "lora.safetensors"
+        status = job.write_status("publishing", pid=None, message="copying the LoRA into the loras folder")
+        self._changed(job_id)
+        source = job.lora_path
         stem = status.get("lora_name") or job_id
         try:
-            self.loras_dir.mkdir(parents=True, exist_ok=True)
-            for n in range(1, 1000):
-                name = f"{stem}.safetensors" if n == 1 else f"{stem}-{n}.safetensors"
-                try:
-                    atomic_copy_new(source, self.loras_dir / name)
-                    break
-                except FileExistsError:
-                    continue
-            else:
-                job.write_status("failed", pid=None, message=f"no free name for {stem} in {self.loras_dir}")
-                return
+            name = publish_lora(source, self.loras_dir, stem)
+        except NoFreeName as exc:
+            job.write_status("failed", pid=None, message=str(exc))
+            return
         except OSError as exc:
             message = (
                 f"the LoRA could not be copied into {self.loras_dir}: {exc.strerror or exc}. It is kept in the job "
@@ -514,7 +489,8 @@ class JobManager:
             job.write_status("failed", pid=None, message=message, publish_failed=True)
             log.error("job %s: %s", job_id, message)
             return
-        note = "" if n == 1 else f" ({stem}.safetensors appeared meanwhile; not overwritten)"
+        first = lora_file_name(stem)
+        note = "" if name == first else f" ({first} appeared meanwhile; not overwritten)"
         job.write_status(
             "done",
             pid=None,
@@ -537,7 +513,7 @@ class JobManager:
                     f"job {job_id} is {status.get('state')}: only a job whose LoRA could not be copied into the "
                     "loras folder can be published again"
                 )
-            if not (job.path / "lora.safetensors").is_file():
+            if not job.lora_path.is_file():
                 raise JobError(f"job {job_id} has no LoRA in its folder any more: resume it to write it again")
             self._publish(job_id, job)
         self._changed(job_id)
@@ -571,15 +547,16 @@ class JobManager:
             state, pid, started = status.get("state"), status.get("pid"), status.get("pid_started")
             if state == "running" and pid_alive(pid, started, job.path):  # the same process, not its pid reused
                 if self._running is None:
-                    self._running = _Running(job_id, None, int(pid), started, claim=claim, claimed_at=time.time())
+                    trainer = AdoptedTrainer(int(pid), started, job.path)
+                    self._running = _Running(job_id, trainer, claim, claimed_at=time.time())
                     log.info("job %s: its owner is gone; watching trainer pid %s, still running", job_id, pid)
                 else:
                     claim.release()  # busy: an idle instance (or this one, later) adopts it
                 continue
             log.info("job %s: its owner is gone; settling it (%s)", job_id, state)
             if state == "running":
-                self._settle_and_release(_Running(job_id, None, 0, claim=claim), job, None)
-            elif state == "done" and not status.get("lora_file"):
+                self._settle_and_release(job_id, job, None, claim)
+            elif _to_publish(status):
                 self._publish(job_id, job)
                 self._index.unmark(job_id)
                 claim.release()
@@ -588,13 +565,6 @@ class JobManager:
                 if _settled(status):
                     self._index.unmark(job_id)
                 claim.release()
-
-    @staticmethod
-    def _kill(running: _Running, job: JobDir) -> None:
-        if running.process is not None:
-            running.process.kill()
-        else:
-            kill_process(running.pid, running.started, job.path)
 
     def _changed(self, job_id: str, kind: str = "state") -> None:
         try:

@@ -6,14 +6,11 @@ restarts, rebuilds the same view. Values that are not finite numbers become null
 
 from __future__ import annotations
 
-import re
-
 from ..files import finite
 from ..training.job_dir import JobDir
 
 __all__ = ["eta_seconds", "job_detail", "job_summary"]
 
-_SAMPLE = re.compile(r"^epoch-(\d{4,})-(\d{2})\.png$")
 _FIELDS = ("epoch", "total", "message", "created_at", "updated_at", "lora_name", "lora_file", "method", "checkpoint")
 
 
@@ -29,11 +26,13 @@ def job_summary(job_id: str, job: JobDir, metrics: list[dict] | None = None) -> 
     status = job.read_status()
     metrics = job.read_metrics() if metrics is None else metrics
     state = status.get("state", "failed")
-    message = status.get("message", "")
-    if state == "done" and not status.get("lora_file"):
-        state, message = "running", "copying the LoRA into the loras folder"  # done only once the user can load it
     epoch, total = int(status.get("epoch") or 0), int(status.get("total") or 0)
-    summary = {"id": job_id, **{k: status.get(k) for k in _FIELDS}, "state": state, "message": message}
+    summary = {
+        "id": job_id,
+        **{k: status.get(k) for k in _FIELDS},
+        "state": state,
+        "message": status.get("message", ""),
+    }
     summary |= {
         "epoch": epoch,
         "total": total,
@@ -46,24 +45,12 @@ def job_summary(job_id: str, job: JobDir, metrics: list[dict] | None = None) -> 
     return finite(summary)
 
 
-def _samples(job: JobDir) -> list[dict]:
-    found = []
-    for path in (job.path / "samples").glob("epoch-*.png"):
-        match = _SAMPLE.match(path.name)
-        if match:
-            found.append({"name": path.name, "epoch": int(match.group(1)), "index": int(match.group(2))})
-    return sorted(found, key=lambda s: (s["epoch"], s["index"]))
-
-
 def job_detail(job_id: str, job: JobDir, log_lines: int = 20) -> dict:
     """The summary plus every epoch's metrics, the latest epoch's samples and the log's tail."""
     metrics = job.read_metrics()
-    samples = _samples(job)
+    samples = job.samples()
     last = samples[-1]["epoch"] if samples else None
-    try:
-        log_tail = (job.path / "log.txt").read_text(errors="replace").splitlines()[-log_lines:]
-    except OSError:
-        log_tail = []
+    log_tail = job.log_tail(log_lines)
     return finite(
         job_summary(job_id, job, metrics)
         | {"metrics": metrics, "samples": [s for s in samples if s["epoch"] == last], "log_tail": log_tail}

@@ -1,4 +1,4 @@
-"""Reward functions the RL trainer can optimise, by name: fn(images, prompts) -> (rewards, parts).
+"""Reward functions the RL trainer can optimise, by name: fn(images, prompts) -> Scores(rewards, parts).
 
 - "shielddiff": the ShieldDiff reward (trainer/rewards/shielddiff.py), the one the nodes show.
 - "toy-red": the toy world's reward (trainer/toyworld/reward.py): w_align * alignment + w_nude * (1 - red).
@@ -9,19 +9,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from ..training.config import ConfigError, RewardSection
 
-__all__ = ["RewardFn", "make_reward"]
+__all__ = ["RewardFn", "Scores", "make_reward"]
 
-RewardFn = Callable[[list[np.ndarray], list[str]], tuple[np.ndarray, dict[str, np.ndarray]]]
+
+class Scores(NamedTuple):
+    """A reward function's answer for a batch: one reward per image, and the named parts it is made of
+    (each one value per image; the trainer reports their means and reads "is_nude" / "is_red")."""
+
+    rewards: np.ndarray
+    parts: dict[str, np.ndarray]
+
+
+RewardFn = Callable[[list[np.ndarray], list[str]], Scores]
 
 
 def _brightness(images, prompts):
     values = np.array([im.astype(np.float32).mean() / 255.0 for im in images])
-    return values, {"brightness": values}
+    return Scores(values, {"brightness": values})
 
 
 def _center_brightness(images, prompts):
@@ -31,14 +41,14 @@ def _center_brightness(images, prompts):
         h, w = im.shape[:2]
         values.append(im[h // 4 : h - h // 4, w // 4 : w - w // 4].astype(np.float32).mean() / 255.0)
     values = np.array(values)
-    return values, {"center_brightness": values}
+    return Scores(values, {"center_brightness": values})
 
 
 def _redness(images, prompts):
     values = np.array(
         [(im[..., 0].astype(np.float32) - im[..., 1:].astype(np.float32).mean(-1)).mean() / 255.0 for im in images]
     )
-    return values, {"redness": values}
+    return Scores(values, {"redness": values})
 
 
 def _toy_red(section: RewardSection) -> RewardFn:
@@ -58,7 +68,7 @@ def _toy_red(section: RewardSection) -> RewardFn:
             "is_red": np.array([float(p.is_red) for p in parts]),
             "alignment": np.array([p.alignment for p in parts]),
         }
-        return values, named
+        return Scores(values, named)
 
     return toy_red
 
@@ -101,6 +111,6 @@ def make_reward(section: RewardSection) -> RewardFn:
         }
         if clip is not None:  # without CLIP weights there is no CLIP part to report
             named["clip"] = np.array([p.clip for p in parts])
-        return values, named
+        return Scores(values, named)
 
     return shielddiff

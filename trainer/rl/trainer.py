@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,29 +23,15 @@ import torch
 from ..diffusion.guidance import decode_images, guided_eps
 from ..diffusion.guidance import encode_prompts as _encode
 from ..training.config import RLConfig
-from ..training.job_dir import JobDir
-from ..training.run import (
-    StopFlag,
-    TrainingCancelled,
-    end_epoch,
-    job_log,
-    mark_cancelled,
-    peak_memory_mb,
-)
-from ..training.run import save_samples as _save_samples
+from ..training.loop import EpochReport, Samples, train_job
+from ..training.run import StopFlag, TrainingCancelled, peak_memory_mb
 from ..training.run import seed as _seed
-from ..training.session import (
-    TrainingModels,
-    begin_run,
-    finish_training,
-    lora_state,
-    setup_models,
-)
+from ..training.session import TrainingModels, setup_models
 from .ppo import PerPromptStatTracker, clip_advantages, group_advantages, ppo_loss
-from .rewards import make_reward
-from .sampling import sample_with_logprob
+from .rewards import Scores, make_reward
+from .sampling import Trajectories, sample_with_logprob
 
-__all__ = ["TrainingCancelled", "train"]
+__all__ = ["EpochSamples", "SampledBatch", "ShieldDiffRL", "TrainingCancelled", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +52,39 @@ def _setup(config: RLConfig, cache_dir: Path) -> TrainingModels:
     return setup_models(config, cache_dir, accumulation_steps=config.train.gradient_accumulation * calls)
 
 
-def _sample_epoch(config, models, mixer, reward_fn, epoch, stop):
+@dataclass
+class SampledBatch:
+    """One batch of an epoch's samples: the trajectories, each sample's prompt, whether that prompt is
+    one of the unsafe ones, and the decoded images."""
+
+    trajectories: Trajectories
+    prompts: list[str]
+    unsafe: list[bool]
+    images: list[np.ndarray]
+
+
+@dataclass
+class EpochSamples:
+    """All of an epoch's samples on this process, as the policy-gradient steps read them."""
+
+    latents: torch.Tensor  # (N, T + 1, C, h, w)
+    log_probs: torch.Tensor  # (N, T): under the weights that sampled them
+    prompt_embeds: torch.Tensor  # (N, 77, D)
+    timesteps: torch.Tensor  # (T,)
+    unsafe: torch.Tensor  # (N,) bool
+
+    @classmethod
+    def of(cls, batches: list[SampledBatch]) -> EpochSamples:
+        return cls(
+            latents=torch.cat([b.trajectories.latents for b in batches]),
+            log_probs=torch.cat([b.trajectories.log_probs for b in batches]),
+            prompt_embeds=torch.cat([b.trajectories.prompt_embeds for b in batches]),
+            timesteps=batches[0].trajectories.timesteps,
+            unsafe=torch.as_tensor([u for b in batches for u in b.unsafe], dtype=torch.bool),
+        )
+
+
+def _sample_epoch(config, models, mixer, reward_fn, epoch, stop) -> tuple[list[SampledBatch], list[Scores]]:
     """Sample this process's batches; rewards computed in a thread while the next batch samples."""
     acc = models.accelerator
     pipe = models.pipe
@@ -100,9 +119,9 @@ def _sample_epoch(config, models, mixer, reward_fn, epoch, stop):
             )
             images = decode_images(pipe.vae, traj.latents[:, -1])
             futures.append(pool.submit(reward_fn, images, prompts))
-            batches.append((traj, prompts, [u for _, u in drawn], images))
-        results = [f.result() for f in futures]
-    return batches, results
+            batches.append(SampledBatch(traj, prompts, [u for _, u in drawn], images))
+        scores = [Scores(*f.result()) for f in futures]
+    return batches, scores
 
 
 def _advantages(config, acc, tracker, prompts, rewards) -> np.ndarray:
@@ -131,7 +150,7 @@ def _timestep_chunks(config: RLConfig) -> list[range]:
     return [range(k, min(k + size, n_train)) for k in range(0, n_train, size)]
 
 
-def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
+def _train_epoch(config, models, samples: EpochSamples, advantages, epoch, stop) -> dict:
     """PPO-clipped steps over the epoch's samples.
 
     As in DDPO, the gradient of one optimisation step is the sum over the trained timesteps of
@@ -140,9 +159,8 @@ def _train_epoch(config, models, samples, advantages, epoch, stop) -> dict:
     each chunk's loss weighted so the summed gradient is the same whatever the chunk size.
     """
     acc, unet, scheduler = models.accelerator, models.unet, models.pipe.scheduler
-    latents, old_logps = samples["latents"], samples["log_probs"]
-    unsafe = samples["unsafe"]
-    embeds, timesteps = samples["prompt_embeds"], samples["timesteps"]
+    latents, old_logps, unsafe = samples.latents, samples.log_probs, samples.unsafe
+    embeds, timesteps = samples.prompt_embeds, samples.timesteps
     total, window = latents.shape[0], _window(config)
     dims = latents[0, 0].numel()  # latent elements: log-probabilities are means over them
     chunks = _timestep_chunks(config)
@@ -235,16 +253,6 @@ def _step_logprob(scheduler, eps, t, x_t, x_prev, eta):
     return ddim_step_with_logprob(scheduler, eps.float(), t, x_t.float(), eta, prev_sample=x_prev.float())
 
 
-def _snapshot(models: TrainingModels, tracker: PerPromptStatTracker, rates: list[float]) -> dict:
-    import copy
-
-    return {
-        "lora": lora_state(models),
-        "optimizer": copy.deepcopy(models.optimizer.state_dict()),
-        "state": {"tracker": tracker.state_dict(), "unsafe_rates": list(rates)},
-    }
-
-
 def _unsafe_rate(acc, parts: dict[str, np.ndarray], unsafe: np.ndarray) -> float | None:
     """The concept's rate over every process's unsafe samples this epoch (None: no unsafe sample, or a
     reward without a verdict)."""
@@ -264,90 +272,85 @@ def _should_stop(config: RLConfig, rates: list[float]) -> bool:
     return n > 0 and len(rates) >= n and float(np.mean(rates[-n:])) <= config.train.early_stop_rate
 
 
+class ShieldDiffRL:
+    """The method's part of the epoch loop (training/loop.py): sample, score, advantages, PPO steps.
+    Its own state: the per-prompt reward statistics and the concept's rate per epoch (early stopping)."""
+
+    def __init__(self, config: RLConfig, models: TrainingModels):
+        self.config, self.models = config, models
+        self.tracker = PerPromptStatTracker(config.train.stat_buffer, config.train.stat_min_count)
+        self.rates: list[float] = []  # the concept's rate over the unsafe samples, per epoch (early stopping)
+        self.mixer = _prompts(config)
+        self.reward_fn = make_reward(config.reward)
+        self.shown = Samples()
+
+    def snapshot(self) -> dict:
+        return {"tracker": self.tracker.state_dict(), "unsafe_rates": list(self.rates)}
+
+    def restore(self, state: dict) -> None:
+        self.tracker.load_state_dict(state["tracker"])
+        self.rates = list(state.get("unsafe_rates", []))
+
+    def samples(self, epoch: int) -> Samples:
+        return self.shown
+
+    def epoch(self, epoch: int, stop: StopFlag) -> EpochReport:
+        config, models = self.config, self.models
+        acc = models.accelerator
+        began, began_cpu = time.perf_counter(), time.process_time()
+        lr = _learning_rate(config, epoch)
+        for group in models.optimizer.param_groups:
+            group["lr"] = lr
+        batches, scores = _sample_epoch(config, models, self.mixer, self.reward_fn, epoch, stop)
+        rewards = np.concatenate([s.rewards for s in scores])
+        parts = {k: np.concatenate([s.parts[k] for s in scores]) for k in scores[0].parts}
+        prompts = [p for b in batches for p in b.prompts]
+        samples = EpochSamples.of(batches)
+        unsafe = samples.unsafe.numpy()
+        advantages, all_rewards = _advantages(config, acc, self.tracker, prompts, rewards)
+        train_stats = _train_epoch(config, models, samples, advantages, epoch, stop)
+        seconds = time.perf_counter() - began
+        rate = _unsafe_rate(acc, parts, unsafe)
+        if rate is not None:
+            self.rates.append(rate)
+        self.shown = Samples(batches[0].images, batches[0].prompts)
+        metrics = {
+            "reward_mean": float(all_rewards.mean()),  # over every process's samples
+            "reward_std": float(all_rewards.std()),
+            **{f"{k}_mean": float(v.mean()) for k, v in parts.items()},
+            **{f"{k}_std": float(v.std()) for k, v in parts.items()},
+            "unsafe_reward_mean": float(rewards[unsafe].mean()) if unsafe.any() else None,
+            "benign_reward_mean": float(rewards[~unsafe].mean()) if (~unsafe).any() else None,
+            **train_stats,
+            "learning_rate": lr,
+            "samples_per_s": len(rewards) * acc.num_processes / seconds,
+            "epoch_seconds": seconds,
+            "cpu_seconds": time.process_time() - began_cpu,  # this process, all its threads
+            "peak_memory_mb": peak_memory_mb(acc.device),
+            **_rates(parts, unsafe),
+        }
+        return EpochReport(metrics, stop=self._early_stop(epoch))
+
+    def _early_stop(self, epoch: int) -> str | None:
+        config = self.config
+        if not _should_stop(config, self.rates):
+            return None
+        return (
+            f"the unsafe prompts' concept rate averaged {float(np.mean(self.rates[-config.train.early_stop_epochs :])):.3f} "
+            f"over the last {config.train.early_stop_epochs} epochs (limit {config.train.early_stop_rate:g}); "
+            f"keeping epoch {epoch + 1}'s LoRA"
+        )
+
+
 def train(config: RLConfig, job_dir: str | Path, resume: bool = False, cache_dir: str | Path | None = None) -> Path:
     """Run (or resume) a training job in `job_dir`; returns the path of the final LoRA."""
     config.validate()
-    job = JobDir(job_dir)
-    with job_log(job):
-        return _run(config, job, resume, Path(cache_dir or job.path / ".configs"))
-
-
-def _run(config: RLConfig, job: JobDir, resume: bool, cache_dir: Path) -> Path:
-    from tqdm.auto import tqdm
-
-    total = config.train.epochs
-    models = _setup(config, cache_dir)
-    acc = models.accelerator
-    main = acc.is_main_process
-    tracker = PerPromptStatTracker(config.train.stat_buffer, config.train.stat_min_count)
-    start, saved = begin_run(models, config, job, resume)
-    rates: list[float] = []  # the concept's rate over the unsafe samples, per epoch (early stopping)
-    if saved:
-        tracker.load_state_dict(saved["tracker"])
-        rates = list(saved.get("unsafe_rates", []))
-    mixer = _prompts(config)
-    reward_fn = make_reward(config.reward)
-    with StopFlag(job) as stop:
-        snapshot, done = _snapshot(models, tracker, rates), start
-        try:
-            for epoch in tqdm(range(start, total), initial=start, total=total, disable=not main, desc="epochs"):
-                began, began_cpu = time.perf_counter(), time.process_time()
-                lr = _learning_rate(config, epoch)
-                for group in models.optimizer.param_groups:
-                    group["lr"] = lr
-                batches, results = _sample_epoch(config, models, mixer, reward_fn, epoch, stop)
-                rewards = np.concatenate([r for r, _ in results])
-                parts = {k: np.concatenate([p[k] for _, p in results]) for k in results[0][1]}
-                prompts = [p for _, ps, _, _ in batches for p in ps]
-                unsafe = np.array([u for _, _, us, _ in batches for u in us])
-                samples = {
-                    "latents": torch.cat([b[0].latents for b in batches]),
-                    "log_probs": torch.cat([b[0].log_probs for b in batches]),
-                    "prompt_embeds": torch.cat([b[0].prompt_embeds for b in batches]),
-                    "timesteps": batches[0][0].timesteps,
-                    "unsafe": torch.as_tensor(unsafe, dtype=torch.bool),
-                }
-                advantages, all_rewards = _advantages(config, acc, tracker, prompts, rewards)
-                train_stats = _train_epoch(config, models, samples, advantages, epoch, stop)
-                seconds = time.perf_counter() - began
-                rate = _unsafe_rate(acc, parts, unsafe)
-                if rate is not None:
-                    rates.append(rate)
-                snapshot, done = _snapshot(models, tracker, rates), epoch + 1
-                if main:
-                    metrics = {
-                        "epoch": epoch,
-                        "reward_mean": float(all_rewards.mean()),  # over every process's samples
-                        "reward_std": float(all_rewards.std()),
-                        **{f"{k}_mean": float(v.mean()) for k, v in parts.items()},
-                        **{f"{k}_std": float(v.std()) for k, v in parts.items()},
-                        "unsafe_reward_mean": float(rewards[unsafe].mean()) if unsafe.any() else None,
-                        "benign_reward_mean": float(rewards[~unsafe].mean()) if (~unsafe).any() else None,
-                        **train_stats,
-                        "learning_rate": lr,
-                        "samples_per_s": len(rewards) * acc.num_processes / seconds,
-                        "epoch_seconds": seconds,
-                        "cpu_seconds": time.process_time() - began_cpu,  # this process, all its threads
-                        "peak_memory_mb": peak_memory_mb(acc.device),
-                    }
-                    metrics.update(_rates(parts, unsafe))
-                    job.append_metrics(metrics)
-                    _save_samples(job, epoch, batches[0][3], batches[0][1], config.train.samples_to_save)
-                    end_epoch(job, snapshot, epoch, total, config.train.checkpoint_every)
-                acc.wait_for_everyone()
-                if _should_stop(config, rates):
-                    log.info(
-                        "early stop: the unsafe prompts' concept rate averaged %.3f over the last %d epochs "
-                        "(limit %g); keeping epoch %d's LoRA",
-                        float(np.mean(rates[-config.train.early_stop_epochs :])),
-                        config.train.early_stop_epochs,
-                        config.train.early_stop_rate,
-                        done,
-                    )
-                    config.train.epochs = done
-                    break
-            return finish_training(models, config, job, "shielddiff-rl", stop)
-        except TrainingCancelled:
-            if main:
-                mark_cancelled(job, snapshot, done, total)
-            raise
+    return train_job(
+        config,
+        job_dir,
+        resume,
+        cache_dir,
+        method="shielddiff-rl",
+        setup=_setup,
+        start=lambda models: ShieldDiffRL(config, models),
+    )

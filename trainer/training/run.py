@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..files import atomic_write_bytes
-from .job_dir import JobDir, own_start
+from .job_dir import CHECKPOINT_LORA, CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE, JobDir, own_start
 
 __all__ = [
     "StopFlag",
@@ -86,7 +86,7 @@ class StopFlag:
 @contextlib.contextmanager
 def job_log(job: JobDir):
     """Copy every log record into the job's log.txt while the block runs."""
-    handler = logging.FileHandler(job.path / "log.txt")
+    handler = logging.FileHandler(job.log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     try:
@@ -101,9 +101,9 @@ def save_checkpoint(job: JobDir, snapshot: dict, epochs_done: int) -> Path:
     from safetensors.torch import save_file
 
     staging = job.begin_checkpoint()
-    save_file(snapshot["lora"], str(staging / "lora.safetensors"))
-    torch.save(snapshot["optimizer"], staging / "optimizer.pt")
-    torch.save({**snapshot.get("state", {}), "epochs_done": epochs_done}, staging / "trainer_state.pt")
+    save_file(snapshot["lora"], str(staging / CHECKPOINT_LORA))
+    torch.save(snapshot["optimizer"], staging / CHECKPOINT_OPTIMIZER)
+    torch.save({**snapshot.get("state", {}), "epochs_done": epochs_done}, staging / CHECKPOINT_STATE)
     return job.commit_checkpoint(staging, epochs_done)
 
 
@@ -124,11 +124,11 @@ def load_checkpoint(path: Path) -> dict:
     """A checkpoint written by `save_checkpoint`, read without unpickling code (weights_only)."""
     from safetensors.torch import load_file
 
-    state = torch.load(path / "trainer_state.pt", weights_only=True)
+    state = torch.load(path / CHECKPOINT_STATE, weights_only=True)
     epochs_done = int(state.pop("epochs_done"))
     return {
-        "lora": load_file(str(path / "lora.safetensors")),
-        "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
+        "lora": load_file(str(path / CHECKPOINT_LORA)),
+        "optimizer": torch.load(path / CHECKPOINT_OPTIMIZER, weights_only=True),
         "state": state,
         "epochs_done": epochs_done,
     }
@@ -158,4 +158,4 @@ def save_samples(job: JobDir, epoch: int, images: list[np.ndarray], prompts: lis
         info = PngInfo()
         info.add_text("prompt", prompt)
         Image.fromarray(image).save(buf, format="PNG", pnginfo=info)
-        atomic_write_bytes(job.path / "samples" / f"epoch-{epoch:04d}-{i:02d}.png", buf.getvalue())
+        atomic_write_bytes(job.sample_path(epoch, i), buf.getvalue())

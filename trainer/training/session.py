@@ -167,7 +167,7 @@ def finish_training(models: TrainingModels, config, job, method: str, stop=None)
     from .config import config_to_dict
 
     acc = models.accelerator
-    path = Path(config.output.lora_path) if config.output.lora_path else job.path / "lora.safetensors"
+    path = Path(config.output.lora_path) if config.output.lora_path else job.lora_path
     state = lora_state(models)
     log.info("process %d of %d: LoRA sha256 %s", acc.process_index, acc.num_processes, lora_fingerprint(state))
     _stop_requested(stop)
@@ -180,7 +180,7 @@ def finish_training(models: TrainingModels, config, job, method: str, stop=None)
             path.unlink(missing_ok=True)
             path.with_name(path.stem + ".diffusers.safetensors").unlink(missing_ok=True)
             _stop_requested(stop)
-        job.write_status("done", epoch=total, total=total, message=f"wrote {path.name}", lora=str(path))
+        job.write_trained(epoch=total, total=total, message=f"wrote {path.name}", lora=str(path))
     acc.wait_for_everyone()
     return path
 
@@ -201,7 +201,7 @@ def begin_run(models: TrainingModels, config, job, resume: bool) -> tuple[int, d
 
     main = models.accelerator.is_main_process
     if main:
-        atomic_write_text(job.path / "config.toml", to_toml(config))
+        atomic_write_text(job.config_path, to_toml(config))
         job.write_status("running", epoch=0, total=config.train.epochs, message="loading")
     latest = job.latest_checkpoint() if resume else None
     if latest is None:

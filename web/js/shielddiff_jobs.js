@@ -272,7 +272,7 @@ const STYLE = `
 .shielddiff-job.selected { border-color: var(--p-primary-color, #4a9eff); }
 .shielddiff-job-title { display: flex; gap: 4px; align-items: baseline; }
 .shielddiff-state { margin-left: auto; font-size: 11px; padding: 1px 6px; border-radius: 8px; background: var(--comfy-input-bg); }
-.shielddiff-state.running { background: #2d6cdf; color: #fff; } .shielddiff-state.done { background: #2e7d32; color: #fff; }
+.shielddiff-state.running, .shielddiff-state.publishing { background: #2d6cdf; color: #fff; } .shielddiff-state.done { background: #2e7d32; color: #fff; }
 .shielddiff-state.failed { background: #c62828; color: #fff; } .shielddiff-state.cancelled { background: #8d6e63; color: #fff; }
 .shielddiff-progress { height: 6px; background: var(--comfy-input-bg); border-radius: 3px; margin: 4px 0; overflow: hidden; }
 .shielddiff-progress > div { height: 100%; background: var(--p-primary-color, #4a9eff); }

@@ -94,6 +94,10 @@ def test_jobs_run_one_at_a_time_in_order_and_their_loras_land_under_free_names(q
     assert detail["samples"] and all(s["epoch"] == 1 for s in detail["samples"])
     assert queue.sample_path(first, detail["samples"][0]["name"]).read_bytes()[:4] == b"\x89PNG"
     assert [j["id"] for j in queue.summaries()] == [second, first]  # newest first
+    # what the page was told: "publishing" until the LoRA is in the LoRA folder, "done" only with it
+    told = [d for _, d in queue.recorder.events if d["id"] == first]
+    assert list(dict.fromkeys(d["state"] for d in told)) == ["queued", "running", "publishing", "done"]
+    assert all(d["lora_file"] for d in told if d["state"] == "done")
 
 
 def test_cancel_keeps_a_checkpoint_and_no_lora_then_resume_finishes(queue, pipeline, tmp_path):
