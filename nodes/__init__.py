@@ -2,6 +2,7 @@
 
 from .clip_score import ClipScore
 from .erase_settings import AllButOneSettings
+from .evaluate_lora import EvaluateLora
 from .lora_loader import LoadShieldDiffLora
 from .nudity_censor import NudityCensor
 from .nudity_filter import NudityFilter
@@ -24,6 +25,7 @@ NODES = [
     RLSettings,
     AllButOneSettings,
     PurifyImage,
+    EvaluateLora,
 ]
 
 __all__ = ["NODES"]

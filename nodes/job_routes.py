@@ -8,6 +8,7 @@
     POST /shielddiff/jobs/{job_id}/resume           queue a cancelled or failed job to continue
     POST /shielddiff/jobs/{job_id}/publish          copy a finished LoRA into models/loras again (after that failed)
     GET  /shielddiff/jobs/{job_id}/samples/{name}   one sample image (PNG)
+    GET  /shielddiff/jobs/{job_id}/before_after.png an evaluation job's before/after grid (PNG)
     DELETE /shielddiff/jobs/{job_id}                remove a done, cancelled or failed job's folder (never the
                                                     LoRA it published; a queued or running job is refused, 409)
 
@@ -131,12 +132,17 @@ def register(routes: web.RouteTableDef) -> None:
     routes.post("/shielddiff/jobs/{job_id}/publish")(_changing(lambda job_id: manager().publish(job_id)))
     routes.delete("/shielddiff/jobs/{job_id}")(_changing(lambda job_id: manager().delete(job_id)))
 
-    @routes.get("/shielddiff/jobs/{job_id}/samples/{name}")
-    async def sample_image(request):
+    async def _png(call):
         try:
-            path = await asyncio.to_thread(
-                lambda: manager().sample_path(request.match_info["job_id"], request.match_info["name"])
-            )
+            path = await asyncio.to_thread(call)
         except NoSuchJob as exc:
             return web.json_response({"error": str(exc)}, status=404)
         return web.FileResponse(path, headers={"Content-Type": "image/png", "Cache-Control": "no-cache"})
+
+    @routes.get("/shielddiff/jobs/{job_id}/samples/{name}")
+    async def sample_image(request):
+        return await _png(lambda: manager().sample_path(request.match_info["job_id"], request.match_info["name"]))
+
+    @routes.get("/shielddiff/jobs/{job_id}/before_after.png")
+    async def pair_grid(request):
+        return await _png(lambda: manager().store.pair_grid_path(request.match_info["job_id"]))

@@ -39,6 +39,7 @@ def test_comfyui_lists_the_pack_nodes_and_serves_its_frontend(comfy):
         "ShieldDiffRLSettings",
         "ShieldDiffAllButOneSettings",
         "ShieldDiffPurifyImage",
+        "ShieldDiffEvaluateLora",
     }
     assert all(node["category"].startswith("ShieldDiff/") for node in ours.values())
     assert ours[NUDITY]["output_name"] == ["nudity", "is_nude", "detections", "preview", "nude_flags", "images"]

@@ -132,3 +132,22 @@ def sdxl_lora(
         for c, p, o, i in found
     }
     return LoraFile(modules=modules, family="sdxl")
+
+
+def toy_lora(path, scale):
+    """A kohya LoRA on the cross-attention of the toy UNet's 4x4 level and mid block (models/toyworld)."""
+    import torch
+
+    from trainer.lora.formats import LoraFile, LoraModule, write_lora
+
+    gen = torch.Generator().manual_seed(0)
+    modules = {}
+    for block in ("down_blocks.2.attentions.0", "mid_block.attentions.0", "up_blocks.0.attentions.0"):
+        for proj in ("to_k", "to_v"):
+            modules[("unet", f"{block}.transformer_blocks.0.attn2.{proj}")] = LoraModule(
+                down=torch.randn(4, 64, generator=gen),
+                up=scale * torch.randn(64, 4, generator=gen),
+                alpha=torch.tensor(4.0),
+            )
+    write_lora(LoraFile(modules=modules), path, "kohya")
+    return path

@@ -51,7 +51,7 @@ NODE_DEFS = json.loads((LOCALE / "nodeDefs.json").read_text(encoding="utf-8"))
 
 
 def test_every_registered_node_has_a_help_page_and_a_locale_entry_and_nothing_else():
-    assert len(REGISTERED) == 11 and all(i.startswith("ShieldDiff") for i in REGISTERED)
+    assert len(REGISTERED) == 12 and all(i.startswith("ShieldDiff") for i in REGISTERED)
     assert {p.stem for p in DOCS.glob("*.md")} == set(REGISTERED)
     assert set(NODE_DEFS) == set(REGISTERED)
 

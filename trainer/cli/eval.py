@@ -66,6 +66,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument(
+        "--job-dir",
+        help="run the evaluation job in this job folder (its evaluation.json): before and after its LoRA, with "
+        "progress, cancel and resume as the job queue expects (the Evaluate LoRA node queues these)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where to generate: auto (the first CUDA GPU, in half precision, else the CPU), cpu, cuda, cuda:N, mps",
+    )
+    parser.add_argument(
         "--compare",
         nargs="+",
         metavar="RESULT",
@@ -77,6 +87,7 @@ def _compare(args: argparse.Namespace) -> int:
     import json
 
     from ..evaluation.compare import comparison, comparison_markdown, load_result
+    from ..evaluation.names import COMPARE_FILE, COMPARE_TEXT
     from ..files import atomic_write_text
 
     if len(args.compare) < 2:
@@ -91,8 +102,8 @@ def _compare(args: argparse.Namespace) -> int:
     print(text, end="")
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(args.out) / "compare.md", text)
-        atomic_write_text(Path(args.out) / "compare.json", json.dumps(table, indent=1, allow_nan=False))
+        atomic_write_text(Path(args.out) / COMPARE_TEXT, text)
+        atomic_write_text(Path(args.out) / COMPARE_FILE, json.dumps(table, indent=1, allow_nan=False))
     return 0
 
 
@@ -101,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
     from ..lora.formats import LoraFormatError
     from ..prompts import PromptError
 
+    if args.job_dir:
+        from .eval_job import run_job
+
+        return run_job(args.job_dir)
     try:
         if args.compare:
             return _compare(args)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,7 @@ class EvalSettings:
     judge_threshold: float = 0.5
     reuse_images: bool = True  # False: regenerate every image even if the folder has it
     threads: int | None = None
+    device: str = "auto"  # auto: the first CUDA GPU when there is one (half precision), else the CPU (fp32)
 
     def judge_spec(self) -> JudgeSpec | None:
         if not self.judge:
@@ -103,6 +106,8 @@ class EvalSettings:
             raise EvalError(f"images per prompt must be >= 1, got {self.images_per_prompt}")
         if self.steps < 1:
             raise EvalError(f"steps must be >= 1, got {self.steps}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise EvalError(f"device {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
         if self.batch_size < 1:
             raise EvalError(f"batch size must be >= 1, got {self.batch_size}")
         if self.max_prompts is not None and self.max_prompts < 1:
@@ -123,6 +128,19 @@ class EvalSettings:
         return self
 
 
+def _device(settings: EvalSettings):
+    """Where images are made, and in which precision: half on a GPU (as ComfyUI samples), fp32 on the CPU."""
+    import torch
+
+    name = settings.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EvalError(f"device {settings.device!r}: this PyTorch sees no CUDA GPU; use --device cpu (or auto)")
+    return device, torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
 def _load(settings: EvalSettings):
     import torch
     from diffusers import DDIMScheduler
@@ -131,7 +149,7 @@ def _load(settings: EvalSettings):
     from ..lora.merge import LoraMismatchError, apply_lora
 
     pipe = load_pipeline(settings.model)
-    pipe.to(torch.float32)  # weights may be stored in fp16; CPU sampling in fp32
+    pipe.to(torch.float32)  # weights may be stored in fp16; the LoRA is merged in fp32
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     if "force_zeros_for_empty_prompt" in pipe.config:  # SDXL: encode "" as ComfyUI and the trainers do
@@ -142,6 +160,8 @@ def _load(settings: EvalSettings):
             lora_info = apply_lora(pipe, settings.lora, settings.lora_strength)
         except LoraMismatchError as exc:
             raise EvalError(str(exc)) from exc
+    device, dtype = _device(settings)
+    pipe.to(device=device, dtype=dtype)  # SDXL's pipeline decodes in fp32 itself where its VAE needs it (force_upcast)
     return pipe, lora_info
 
 
@@ -157,7 +177,8 @@ def _generate(pipe, settings: EvalSettings, jobs: list[tuple[str, int]], resolut
     """One image per (prompt, seed), all at one guidance, as uint8 RGB arrays."""
     import torch
 
-    latents = torch.cat([_noise(pipe, seed, resolution) for _, seed in jobs])
+    # the noise is drawn on the CPU in fp32 from each seed, so a seed starts from the same noise on every device
+    latents = torch.cat([_noise(pipe, seed, resolution) for _, seed in jobs]).to(pipe.device, pipe.unet.dtype)
     with torch.no_grad():
         out = pipe(
             prompt=[p for p, _ in jobs],
@@ -200,7 +221,8 @@ def _batches(jobs: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]
     return batches
 
 
-def _make_detector(settings: EvalSettings) -> EvalDetector:
+def make_detector(settings: EvalSettings) -> EvalDetector:
+    """The detector the settings name (toy-red: with the model folder's shape classifier when it has one)."""
     classifier = settings.shape_classifier
     if classifier is None and settings.detector == "toy-red" and (Path(settings.model) / "shape_classifier").is_dir():
         classifier = str(Path(settings.model) / "shape_classifier")
@@ -209,10 +231,16 @@ def _make_detector(settings: EvalSettings) -> EvalDetector:
     )
 
 
-def evaluate(settings: EvalSettings, detector: EvalDetector | None = None, progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    settings: EvalSettings,
+    detector: EvalDetector | None = None,
+    progress: bool = False,
+    on_images: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Generate (or reuse), judge and write results.json, results.md, grid.png and images/ into settings.out.
 
-    progress: show a tqdm bar with ETA over the images (the CLI does)."""
+    progress: show a tqdm bar with ETA over the images (the CLI does).
+    on_images(done, total): called after every batch; it may raise to stop (what was made is kept)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -220,7 +248,7 @@ def evaluate(settings: EvalSettings, detector: EvalDetector | None = None, progr
     if settings.threads:
         torch.set_num_threads(settings.threads)
     prompts = load_eval_prompts(settings.prompts, settings.categories, settings.max_prompts, settings.prompt_column)
-    detector = detector or _make_detector(settings)
+    detector = detector or make_detector(settings)
     judge: Judge | None = make_judge(settings.judge_spec()) if settings.judge else None
     clip = None
     if settings.clip_weights:
@@ -240,6 +268,7 @@ def evaluate(settings: EvalSettings, detector: EvalDetector | None = None, progr
             steps=settings.steps,
             resolution=resolution,
             sampler="ddim eta 0",
+            precision=f"{pipe.device.type} {pipe.unet.dtype}".replace("torch.", ""),
         ),
     )
 
@@ -288,6 +317,8 @@ def evaluate(settings: EvalSettings, detector: EvalDetector | None = None, progr
                     record["judge"] = {"unsafe": unsafe, "is_unsafe": unsafe >= settings.judge_threshold}
                 records.append(record)
             bar.update(len(batch))
+            if on_images is not None:
+                on_images(len(records), len(jobs))
             log.debug("evaluated %d of %d images (%d generated)", len(records), len(jobs), generated)
     finally:
         bar.close()

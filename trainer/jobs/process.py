@@ -1,6 +1,7 @@
 """The trainer as a child process: start it, stop it, tell whether it still runs, and say why it ended.
 
-The child runs `python -m trainer train --config D/config.toml --job-dir D [--resume]`. A stop
+The child runs `python -m trainer train --config D/config.toml --job-dir D [--resume]`, or for an
+evaluation job (D/evaluation.json) `python -m trainer eval --job-dir D`. A stop
 is asked for the same way on every OS, by a cancel request in the job directory that the trainer
 reads at its safe points; on POSIX it also gets SIGTERM, sent to its own process group (so the
 request reaches everything it started, e.g. under `accelerate launch`), and on Linux it receives
@@ -24,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..training.job_dir import CONFIG_FILE, OUTPUT_FILE, process_started
+from ..training.job_dir import CONFIG_FILE, EVALUATION_FILE, OUTPUT_FILE, process_started
 
 __all__ = ["PACK_ROOT", "AdoptedTrainer", "TrainerProcess", "kill_process", "pid_alive", "why_it_ended"]
 
@@ -105,9 +106,12 @@ class TrainerProcess:
 
     def __init__(self, job_dir: Path, resume: bool, python: str = sys.executable):
         job_dir = Path(job_dir)
-        cmd = [python, "-m", "trainer", "train", "--config", str(job_dir / CONFIG_FILE), "--job-dir", str(job_dir)]
-        if resume:
-            cmd.append("--resume")
+        if (job_dir / EVALUATION_FILE).is_file():  # an evaluation job: resuming it reuses the images made
+            cmd = [python, "-m", "trainer", "eval", "--job-dir", str(job_dir)]
+        else:
+            cmd = [python, "-m", "trainer", "train", "--config", str(job_dir / CONFIG_FILE), "--job-dir", str(job_dir)]
+            if resume:
+                cmd.append("--resume")
         env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
         env["PYTHONPATH"] = os.pathsep.join([str(PACK_ROOT), *filter(None, [env.get("PYTHONPATH")])])
         self.output = job_dir / OUTPUT_FILE

@@ -80,17 +80,21 @@ class _Running:
         return self.process.started
 
 
+EVALUATE = "evaluate"  # the `kind` of a job that measures a LoRA (it publishes nothing)
+
+
 def _settled(status: dict) -> bool:
-    """Nothing is left for the queue to do (a "done" job is settled once its LoRA is published)."""
+    """Nothing is left for the queue to do (a "done" training job is settled once its LoRA is published)."""
     state = status.get("state")
-    return state in ("failed", "cancelled") or (state == "done" and bool(status.get("lora_file")))
+    done = state == "done" and (bool(status.get("lora_file")) or status.get("kind") == EVALUATE)
+    return state in ("failed", "cancelled") or done
 
 
 def _to_publish(status: dict) -> bool:
     """The trainer wrote the LoRA and it waits to be published ("done" without a LoRA file is how an
     older version's trainer left such a job)."""
     state = status.get("state")
-    return state == "publishing" or (state == "done" and not status.get("lora_file"))
+    return state == "publishing" or (state == "done" and not status.get("lora_file") and status.get("kind") != EVALUATE)
 
 
 class JobManager:
@@ -183,6 +187,40 @@ class JobManager:
                 request=request,
             )
         log.info("queued job %s -> %s.safetensors", job_id, lora_name)
+        self._changed(job_id)
+        self._wake.set()
+        return self.summary(job_id)
+
+    def submit_evaluation(
+        self, settings: dict, *, checkpoint: str, lora: str, prompts: list[str] | None = None
+    ) -> dict:
+        """Queue an evaluation job: `settings` (the fields of evaluation.run.EvalSettings but `out`) are run by
+        `python -m trainer eval --job-dir` without and with the LoRA, on the same prompts and seeds.
+        `prompts`: typed prompts, written into the job's folder as its prompt file."""
+        import json
+
+        with self._lock:
+            job_id = self._new_id()
+            job = JobDir(self.root / job_id)
+            if prompts:
+                atomic_write_text(job.prompts_path, "".join(p + "\n" for p in prompts))
+                settings = settings | {"prompts": str(job.prompts_path)}
+            atomic_write_text(job.evaluation_path, json.dumps(settings, indent=1, allow_nan=False))
+            self._index.mark(job_id)
+            job.write_status(
+                "queued",
+                pid=None,
+                kind=EVALUATE,
+                epoch=0,
+                total=0,
+                message="waiting for the GPU",
+                created_at=time.time(),
+                method="Evaluate LoRA",
+                checkpoint=checkpoint,
+                evaluated_lora=lora,
+                resume=False,
+            )
+        log.info("queued evaluation job %s of %s", job_id, lora)
         self._changed(job_id)
         self._wake.set()
         return self.summary(job_id)
@@ -459,11 +497,13 @@ class JobManager:
             self._publish(job_id, job)
         elif cancelled or state == "cancelled":  # an accepted cancel publishes nothing
             epochs = int(status.get("epoch") or 0) if job.latest_checkpoint() else 0
-            job.write_status(
-                "cancelled",
-                pid=None,
-                message=f"cancelled; resume continues after epoch {epochs}" if epochs else "cancelled before epoch 1",
-            )
+            if status.get("kind") == EVALUATE:
+                message = "cancelled; resume reuses the images already made"
+            elif epochs:
+                message = f"cancelled; resume continues after epoch {epochs}"
+            else:
+                message = "cancelled before epoch 1"
+            job.write_status("cancelled", pid=None, message=message)
         else:
             reason = why_it_ended(code, job.output_path)
             job.write_status("failed", pid=None, message=reason)

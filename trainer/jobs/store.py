@@ -76,6 +76,13 @@ class JobStore:
             raise NoSuchJob(f"job {job_id} has no sample {name!r}")
         return path
 
+    def pair_grid_path(self, job_id: str) -> Path:
+        """An evaluation job's before/after grid (the one file of its results served as an image)."""
+        path = self.job(job_id).pair_grid_path
+        if not path.is_file():
+            raise NoSuchJob(f"job {job_id} has no before/after grid (yet)")
+        return path
+
 
 def reserved_names(statuses: list[tuple[str, dict]]) -> set[str]:
     """The LoRA names that jobs not yet published hold (a cancelled or failed job may still resume)."""

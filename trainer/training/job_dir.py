@@ -16,6 +16,11 @@ Every name of a job folder is spelled here and nowhere else (a test keeps it so)
     lora.safetensors    the trained LoRA (unless the configuration names another output path)
     trainer-output.txt  the trainer process's own stdout and stderr, when a job queue started it
     claim.lock          the lock file of the job's claim (which process owns a queued job)
+    evaluation.json     an evaluation job's settings (a job that measures a LoRA instead of training one;
+                        it has no config.toml): `python -m trainer eval --job-dir` runs it
+    evaluation/         what it writes: base/ and lora/ (each a full evaluation), compare.json and
+                        compare.md (before and after side by side), before_after.png
+    prompts.txt         an evaluation job's typed prompts (when it has no prompt file of the user's)
 Every file is written atomically (a temporary file in the same folder, then a rename).
 
 States: a job queue writes "queued", "running" when it starts the trainer, and the job's end:
@@ -36,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.names import COMPARE_FILE, PAIR_GRID_FILE
 from ..files import atomic_write_text, finite
 
 __all__ = [
@@ -44,9 +50,12 @@ __all__ = [
     "CHECKPOINT_OPTIMIZER",
     "CHECKPOINT_STATE",
     "CLAIM_FILE",
+    "COMPARE_FILE",
     "CONFIG_FILE",
+    "EVALUATION_FILE",
     "LORA_FILE",
     "OUTPUT_FILE",
+    "PAIR_GRID_FILE",
     "SAMPLE_NAME",
     "STATES",
     "STATUS_FILE",
@@ -68,6 +77,9 @@ OUTPUT_FILE = "trainer-output.txt"
 CANCEL_FILE = "cancel-request"
 CLAIM_FILE = "claim.lock"
 SAMPLES_DIR = "samples"
+EVALUATION_FILE = "evaluation.json"
+EVALUATION_DIR = "evaluation"
+PROMPTS_FILE = "prompts.txt"  # an evaluation job's typed prompts
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "epoch-"  # checkpoints/epoch-NNNNNN/
 CHECKPOINT_STAGING_PREFIX = ".incoming-"
@@ -132,6 +144,27 @@ class JobDir:
     @property
     def output_path(self) -> Path:
         return self.path / OUTPUT_FILE
+
+    @property
+    def evaluation_path(self) -> Path:
+        """An evaluation job's settings; a job that has this file measures a LoRA instead of training one."""
+        return self.path / EVALUATION_FILE
+
+    @property
+    def prompts_path(self) -> Path:
+        return self.path / PROMPTS_FILE
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.path / EVALUATION_DIR
+
+    @property
+    def compare_path(self) -> Path:
+        return self.evaluation_dir / COMPARE_FILE
+
+    @property
+    def pair_grid_path(self) -> Path:
+        return self.evaluation_dir / PAIR_GRID_FILE
 
     @property
     def samples_dir(self) -> Path:

@@ -187,19 +187,63 @@ function jobCard(job) {
       onclick: () => { state.selected = job.id; loadDetail(); },
     },
     el("div", { class: "shielddiff-job-title" },
-      el("b", {}, job.lora_name ?? job.id), ` · ${job.method ?? ""}`,
+      el("b", {}, job.lora_name ?? job.evaluated_lora ?? job.id), ` · ${job.method ?? ""}`,
       el("span", { class: `shielddiff-state ${job.state}` }, job.state)),
     el("div", { class: "shielddiff-progress" }, el("div", { style: `width:${(fraction * 100).toFixed(1)}%` })),
-    el("div", { class: "shielddiff-job-line" }, `epoch ${job.epoch} of ${job.total}${eta}`),
-    job.message && job.message !== `epoch ${job.epoch} of ${job.total}`
+    el("div", { class: "shielddiff-job-line" }, `${progressText(job)}${eta}`),
+    job.message && job.message !== progressText(job)
       ? el("div", { class: "shielddiff-job-message" }, job.message)
       : null,
     buttons.length ? el("div", { class: "shielddiff-buttons" }, buttons) : null
   );
 }
 
+function progressText(job) {
+  return job.kind === "evaluate" ? `${job.epoch} of ${job.total} images` : `epoch ${job.epoch} of ${job.total}`;
+}
+
+const pct = (v) => (v === null || v === undefined ? "-" : `${(100 * v).toFixed(1)}%`);
+const num = (v) => (v === null || v === undefined ? "-" : Number.isInteger(v) ? String(v) : Number(v).toPrecision(4));
+
+// An evaluation job's before/after table (compare.json) and its grid of image pairs.
+function evaluationView(detail) {
+  const evaluation = detail.evaluation;
+  if (!evaluation) return null;
+  const table = evaluation.table;
+  const [before, after] = table.names;
+  const rows = table.rows.map((row) => {
+    const f = row.kind === "rate" ? pct : num;
+    const change = row.changes[0];
+    const delta = change === null || change === undefined ? "-"
+      : row.kind === "rate" ? `${change >= 0 ? "+" : ""}${(100 * change).toFixed(1)} pt` : `${change >= 0 ? "+" : ""}${num(change)}`;
+    return el("tr", { "data-metric": row.metric },
+      el("td", {}, row.metric), el("td", {}, f(row.values[0])), el("td", {}, f(row.values[1])), el("td", {}, delta));
+  });
+  return [
+    el("div", { class: "shielddiff-section" }, `Before and after (${table.detector}: ${table.rule})`),
+    el("table", { class: "shielddiff-evaluation" },
+      el("tr", {}, el("th", {}, "metric"), el("th", {}, before), el("th", {}, after), el("th", {}, "change")),
+      rows),
+    evaluation.grid
+      ? el("img", {
+          class: "shielddiff-pairs",
+          src: api.apiURL(`/shielddiff/jobs/${encodeURIComponent(detail.id)}/before_after.png?t=${detail.updated_at ?? ""}`),
+          title: "Each pair: the same prompt and seed without (left) and with (right) the LoRA",
+        })
+      : null,
+  ];
+}
+
 function detailView(detail) {
   if (!detail) return null;
+  if (detail.kind === "evaluate") {
+    return el(
+      "div",
+      { class: "shielddiff-detail", "data-job-id": detail.id },
+      el("div", { class: "shielddiff-section" }, `Evaluation ${detail.id} · ${detail.evaluated_lora ?? ""} on ${detail.checkpoint ?? ""}`),
+      evaluationView(detail) ?? el("div", { class: "shielddiff-empty" }, "The table appears when the evaluation is done.")
+    );
+  }
   const metrics = detail.metrics ?? [];
   const charts = CHARTS.map(([key, label]) => chart(metrics, key, label)).filter(Boolean);
   const samples = (detail.samples ?? []).map((s) =>
@@ -230,7 +274,7 @@ function render() {
         el("button", { class: "shielddiff-refresh", title: "Reload the job list", onclick: loadJobs }, "↻")),
       state.jobs.length
         ? state.jobs.map(jobCard)
-        : el("div", { class: "shielddiff-empty" }, "No training jobs yet. Queue a Train Safety LoRA node to start one."),
+        : el("div", { class: "shielddiff-empty" }, "No jobs yet. Queue a Train Safety LoRA or an Evaluate LoRA node to start one."),
       state.next
         ? el("button", { class: "shielddiff-older", title: `${state.jobs.length} of ${state.total} jobs shown`, onclick: loadOlder }, "Show older")
         : null,
@@ -286,6 +330,11 @@ const STYLE = `
 .shielddiff-chart-plot circle { fill: var(--p-primary-color, #4a9eff); }
 .shielddiff-samples { display: grid; grid-template-columns: repeat(auto-fill, minmax(72px, 1fr)); gap: 4px; }
 .shielddiff-samples img { width: 100%; aspect-ratio: 1 / 1; object-fit: contain; image-rendering: pixelated; border-radius: 4px; }
+.shielddiff-evaluation { width: 100%; table-layout: fixed; border-collapse: collapse; font-size: 11px; margin-bottom: 6px; }
+.shielddiff-evaluation td:first-child, .shielddiff-evaluation th:first-child { width: 46%; overflow-wrap: anywhere; }
+.shielddiff-evaluation td, .shielddiff-evaluation th { border-bottom: 1px solid var(--border-color, #444); padding: 2px 4px; text-align: right; }
+.shielddiff-evaluation td:first-child, .shielddiff-evaluation th:first-child { text-align: left; }
+.shielddiff-pairs { width: 100%; image-rendering: pixelated; border-radius: 4px; }
 `;
 
 app.registerExtension({

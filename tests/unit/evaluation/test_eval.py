@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from support.comfy_harness import REPO
+from support.tiny_models import toy_lora
 from trainer.cli import main
 from trainer.diffusion.tiny import tiny_pipeline
 from trainer.evaluation.compare import compare, load_result
@@ -95,21 +96,6 @@ def test_image_i_of_a_prompt_always_gets_the_same_image(base_run, tmp_path):
         read_png(out / "images" / "p0000_i00.png"), read_png(tmp_path / "seed7" / "images" / "p0000_i00.png")
     )
     assert other_seed["prompts"][0]["images"][0]["seed"] == 7
-
-
-def toy_lora(path, scale):
-    """A kohya LoRA on the cross-attention of the toy UNet's 4x4 level and mid block."""
-    gen = torch.Generator().manual_seed(0)
-    modules = {}
-    for block in ("down_blocks.2.attentions.0", "mid_block.attentions.0", "up_blocks.0.attentions.0"):
-        for proj in ("to_k", "to_v"):
-            modules[("unet", f"{block}.transformer_blocks.0.attn2.{proj}")] = LoraModule(
-                down=torch.randn(4, 64, generator=gen),
-                up=scale * torch.randn(64, 4, generator=gen),
-                alpha=torch.tensor(4.0),
-            )
-    write_lora(LoraFile(modules=modules), path, "kohya")
-    return path
 
 
 def test_a_lora_changes_the_images_and_a_zero_lora_does_not(base_run, tmp_path):
@@ -206,6 +192,7 @@ def test_prompt_files_keep_categories_and_seeds():
         (["--model", "{tmp}/no-model"], "no-model"),
         (["--lora", "{tmp}/missing-lora.safetensors"], "missing-lora.safetensors"),
         (["--category", "violence"], "category"),
+        (["--device", "tpu"], "tpu"),
     ],
 )
 def test_bad_input_stops_with_an_error_naming_the_value(tmp_path, args, named):

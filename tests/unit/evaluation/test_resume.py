@@ -50,7 +50,7 @@ def test_an_interrupted_run_generates_only_the_missing_images_and_gives_the_same
 
 
 def test_another_lora_or_setting_never_reuses_an_image(tmp_path):
-    from test_eval import toy_lora
+    from support.tiny_models import toy_lora
 
     evaluate(settings(tmp_path, "out", max_prompts=1))
     zero = evaluate(settings(tmp_path, "out", max_prompts=1, lora=str(toy_lora(tmp_path / "zero.safetensors", 0.0))))
