@@ -7,6 +7,8 @@
     POST /shielddiff/jobs/{job_id}/cancel           stop a queued or running job (a checkpoint is kept)
     POST /shielddiff/jobs/{job_id}/resume           queue a cancelled or failed job to continue
     POST /shielddiff/jobs/{job_id}/publish          copy a finished LoRA into models/loras again (after that failed)
+    POST /shielddiff/jobs/{job_id}/export?epoch=N   publish the LoRA of a kept checkpoint as <name>-epochN
+    POST /shielddiff/jobs/{job_id}/extend?epochs=K  train a finished job K more epochs (a new LoRA file)
     GET  /shielddiff/jobs/{job_id}/samples/{name}   one sample image (PNG)
     GET  /shielddiff/jobs/{job_id}/before_after.png an evaluation job's before/after grid (PNG)
     DELETE /shielddiff/jobs/{job_id}                remove a done, cancelled or failed job's folder (never the
@@ -69,6 +71,17 @@ def _page_query(query) -> tuple[int, str | None]:
     return limit, before
 
 
+def _int_query(query, name: str) -> int:
+    """A whole number the route needs in its query string, checked."""
+    raw = query.get(name)
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise BadQueryError(
+            f"{name} must be a whole number in the query string (e.g. ?{name}=10), got {raw!r}"
+        ) from None
+
+
 def _foreign_origin(request) -> str | None:
     """The request's Origin when it is not this server's own (nor the one ComfyUI's CORS option allows)."""
     origin = request.headers.get("Origin")
@@ -101,7 +114,7 @@ def _changing(call):
                 },
                 status=403,
             )
-        return await _answer(lambda: call(request.match_info["job_id"]))
+        return await _answer(lambda: call(request.match_info["job_id"], request.query))
 
     return route
 
@@ -127,10 +140,16 @@ def register(routes: web.RouteTableDef) -> None:
     async def one_job(request):
         return await _answer(lambda: manager().detail(request.match_info["job_id"]))
 
-    routes.post("/shielddiff/jobs/{job_id}/cancel")(_changing(lambda job_id: manager().cancel(job_id)))
-    routes.post("/shielddiff/jobs/{job_id}/resume")(_changing(lambda job_id: manager().resume(job_id)))
-    routes.post("/shielddiff/jobs/{job_id}/publish")(_changing(lambda job_id: manager().publish(job_id)))
-    routes.delete("/shielddiff/jobs/{job_id}")(_changing(lambda job_id: manager().delete(job_id)))
+    routes.post("/shielddiff/jobs/{job_id}/cancel")(_changing(lambda job_id, _: manager().cancel(job_id)))
+    routes.post("/shielddiff/jobs/{job_id}/resume")(_changing(lambda job_id, _: manager().resume(job_id)))
+    routes.post("/shielddiff/jobs/{job_id}/publish")(_changing(lambda job_id, _: manager().publish(job_id)))
+    routes.post("/shielddiff/jobs/{job_id}/export")(
+        _changing(lambda job_id, query: manager().export(job_id, _int_query(query, "epoch")))
+    )
+    routes.post("/shielddiff/jobs/{job_id}/extend")(
+        _changing(lambda job_id, query: manager().extend(job_id, _int_query(query, "epochs")))
+    )
+    routes.delete("/shielddiff/jobs/{job_id}")(_changing(lambda job_id, _: manager().delete(job_id)))
 
     async def _png(call):
         try:

@@ -48,6 +48,7 @@ from ..files import atomic_write_text
 from ..training.config import RLConfig, to_toml
 from ..training.job_dir import JobDir, status_file
 from .claim import Claim, try_claim
+from .export import export_checkpoint
 from .index import JOB_ID, TRASH_PREFIX, JobIndex, read_status_file
 from .process import AdoptedTrainer, TrainerProcess, pid_alive, why_it_ended
 from .publish import NoFreeName, lora_file_name, publish_lora
@@ -300,6 +301,54 @@ class JobManager:
                     queued_at=time.time(),
                     message=f"queued to resume after epoch {done}",
                 )
+        self._changed(job_id)
+        self._wake.set()
+        return self.summary(job_id)
+
+    def export(self, job_id: str, epoch: int) -> dict:
+        """Publish the LoRA of a checkpoint the job kept (after `epoch` epochs) as `<name>-epoch<N>`."""
+        job = self._job(job_id)
+        status = job.read_status()
+        if status.get("kind") == EVALUATE:
+            raise JobError(f"job {job_id} is an evaluation: it has no LoRA to export")
+        name = export_checkpoint(job, epoch, self.loras_dir, status.get("lora_name") or job_id)
+        log.info("job %s: exported the LoRA of epoch %d as %s", job_id, epoch, name)
+        self._changed(job_id)
+        return self.summary(job_id) | {"exported": name}
+
+    def extend(self, job_id: str, epochs: int) -> dict:
+        """Queue a finished training job to train `epochs` more from its last checkpoint; its LoRA stays, and the
+        longer run publishes a new one under the next free name."""
+        from ..training.config import load_config
+
+        if not 1 <= epochs <= 10_000:
+            raise JobError(f"epochs = {epochs} is out of range: extend by 1 to 10000 epochs")
+        job = self._job(job_id)
+        with self._lock, self._claim(job) as claim:
+            if claim is None:
+                raise JobError(f"job {job_id} is owned by another process: extend it once that one is done")
+            status = job.read_status()
+            if status.get("state") != "done" or status.get("kind") == EVALUATE:
+                raise JobError(f"job {job_id} is {status.get('state')}: only a finished training job can be extended")
+            latest = job.latest_checkpoint()
+            if latest is None:
+                raise JobError(f"job {job_id} kept no checkpoint to continue from")
+            config = load_config(job.config_path)
+            done = int(latest.name.split("-")[-1])
+            config.train.epochs = done + epochs
+            atomic_write_text(job.config_path, to_toml(config))
+            self._index.mark(job_id)
+            job.write_status(
+                "queued",
+                pid=None,
+                resume=True,
+                lora_file=None,
+                extended_from=status.get("lora_file"),
+                total=config.train.epochs,
+                queued_at=time.time(),
+                message=f"queued to continue from epoch {done} to {config.train.epochs}",
+            )
+        log.info("job %s extended to %d epochs", job_id, config.train.epochs)
         self._changed(job_id)
         self._wake.set()
         return self.summary(job_id)

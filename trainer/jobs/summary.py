@@ -56,6 +56,7 @@ def job_summary(job_id: str, job: JobDir, metrics: list[dict] | None = None) -> 
         "resumable": state in ("cancelled", "failed"),
         "publishable": state == "failed" and bool(status.get("publish_failed")),
         "has_checkpoint": job.latest_checkpoint() is not None,
+        "checkpoint_epochs": [int(p.name.split("-")[-1]) for p in job.checkpoints()],  # the LoRAs one can export
     }
     return finite(summary)
 

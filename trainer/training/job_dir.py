@@ -20,6 +20,7 @@ Every name of a job folder is spelled here and nowhere else (a test keeps it so)
                         it has no config.toml): `python -m trainer eval --job-dir` runs it
     evaluation/         what it writes: base/ and lora/ (each a full evaluation), compare.json and
                         compare.md (before and after side by side), before_after.png
+    export-epoch-N.safetensors  a checkpoint's LoRA while it is exported (then published and removed)
     prompts.txt         an evaluation job's typed prompts (when it has no prompt file of the user's)
 Every file is written atomically (a temporary file in the same folder, then a rename).
 
@@ -79,6 +80,7 @@ CLAIM_FILE = "claim.lock"
 SAMPLES_DIR = "samples"
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_DIR = "evaluation"
+EXPORT_PREFIX = "export-epoch-"  # export-epoch-NNNNNN.safetensors: a checkpoint's LoRA on its way out
 PROMPTS_FILE = "prompts.txt"  # an evaluation job's typed prompts
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "epoch-"  # checkpoints/epoch-NNNNNN/
@@ -255,6 +257,10 @@ class JobDir:
         (self.path / CANCEL_FILE).unlink(missing_ok=True)
 
     # -- checkpoints ----------------------------------------------------------------
+    def export_path(self, epochs_done: int) -> Path:
+        """Where the LoRA of a checkpoint is written before it is published (then removed)."""
+        return self.path / f"{EXPORT_PREFIX}{epochs_done:06d}.safetensors"
+
     def checkpoint_dir(self, epochs_done: int) -> Path:
         return self.path / CHECKPOINTS_DIR / f"{CHECKPOINT_PREFIX}{epochs_done:06d}"
 

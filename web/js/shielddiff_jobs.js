@@ -20,7 +20,7 @@ const CHARTS = [
 ];
 const PAGE_SIZE = 50;
 const FINISHED = ["done", "cancelled", "failed"];
-const state = { jobs: [], next: null, total: 0, selected: null, detail: null, root: null };
+const state = { jobs: [], next: null, total: 0, selected: null, detail: null, root: null, notice: null };
 
 const el = (tag, attrs = {}, ...children) => {
   const node = document.createElement(tag);
@@ -111,10 +111,14 @@ function warn(message) {
   else console.warn("ShieldDiff:", message);
 }
 
-async function act(job, action) {
+async function act(job, action, query = "") {
   try {
-    const summary = await getJson(`/shielddiff/jobs/${encodeURIComponent(job.id)}/${action}`, { method: "POST" });
+    const summary = await getJson(`/shielddiff/jobs/${encodeURIComponent(job.id)}/${action}${query}`, { method: "POST" });
     upsert(summary);
+    if (summary.exported) {
+      state.notice = `saved loras/${summary.exported}`;
+      app.refreshComboInNodes?.();
+    }
   } catch (error) {
     warn(error.message);
   }
@@ -174,6 +178,29 @@ function jobCard(job) {
   }
   if (job.resumable) {
     buttons.push(el("button", { class: "shielddiff-resume", onclick: (e) => { e.stopPropagation(); act(job, "resume"); } }, "Resume"));
+  }
+  const epochs = job.kind === "evaluate" ? [] : job.checkpoint_epochs ?? [];
+  if (epochs.length && job.state !== "queued") {
+    buttons.push(el("button", {
+      class: "shielddiff-export",
+      title: `Save the LoRA of a kept checkpoint into models/loras (kept: epochs ${epochs.join(", ")})`,
+      onclick: (e) => {
+        e.stopPropagation();
+        const epoch = window.prompt(`Export the LoRA after which epoch? Kept: ${epochs.join(", ")}`, String(epochs.at(-1)));
+        if (epoch) act(job, "export", `?epoch=${encodeURIComponent(epoch.trim())}`);
+      },
+    }, "Export epoch"));
+  }
+  if (job.state === "done" && job.kind !== "evaluate" && epochs.length) {
+    buttons.push(el("button", {
+      class: "shielddiff-extend",
+      title: "Train this job more epochs from its last checkpoint (its LoRA stays; the longer run saves a new one)",
+      onclick: (e) => {
+        e.stopPropagation();
+        const more = window.prompt("Train how many more epochs?", "10");
+        if (more) act(job, "extend", `?epochs=${encodeURIComponent(more.trim())}`);
+      },
+    }, "Extend"));
   }
   if (FINISHED.includes(job.state)) {
     buttons.push(el("button", { class: "shielddiff-delete", title: "Delete this job's folder (a published LoRA stays)", onclick: (e) => { e.stopPropagation(); deleteJob(job); } }, "Delete"));
@@ -272,6 +299,7 @@ function render() {
     el("div", { class: "shielddiff-panel" },
       el("div", { class: "shielddiff-header" }, el("span", {}, "ShieldDiff training"),
         el("button", { class: "shielddiff-refresh", title: "Reload the job list", onclick: loadJobs }, "↻")),
+      state.notice ? el("div", { class: "shielddiff-notice" }, state.notice) : null,
       state.jobs.length
         ? state.jobs.map(jobCard)
         : el("div", { class: "shielddiff-empty" }, "No jobs yet. Queue a Train Safety LoRA or an Evaluate LoRA node to start one."),
