@@ -9,6 +9,8 @@
     POST /shielddiff/jobs/{job_id}/publish          copy a finished LoRA into models/loras again (after that failed)
     POST /shielddiff/jobs/{job_id}/export?epoch=N   publish the LoRA of a kept checkpoint as <name>-epochN
     POST /shielddiff/jobs/{job_id}/extend?epochs=K  train a finished job K more epochs (a new LoRA file)
+    POST /shielddiff/jobs/{job_id}/evaluate         queue the before/after evaluation of a finished job's LoRA
+                                                    (once; the panel asks for it when a job finishes)
     GET  /shielddiff/jobs/{job_id}/samples/{name}   one sample image (PNG)
     GET  /shielddiff/jobs/{job_id}/before_after.png an evaluation job's before/after grid (PNG)
     DELETE /shielddiff/jobs/{job_id}                remove a done, cancelled or failed job's folder (never the
@@ -149,6 +151,7 @@ def register(routes: web.RouteTableDef) -> None:
     routes.post("/shielddiff/jobs/{job_id}/extend")(
         _changing(lambda job_id, query: manager().extend(job_id, _int_query(query, "epochs")))
     )
+    routes.post("/shielddiff/jobs/{job_id}/evaluate")(_changing(lambda job_id, _: manager().evaluate_trained(job_id)))
     routes.delete("/shielddiff/jobs/{job_id}")(_changing(lambda job_id, _: manager().delete(job_id)))
 
     async def _png(call):

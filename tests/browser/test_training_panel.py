@@ -71,6 +71,11 @@ def test_panel_shows_live_charts_and_cancels_and_resumes_a_job(comfy_page, comfy
     )
     assert wait_for(comfy, job_id, ("done",), timeout=30)["lora_file"] == "panel-safety.safetensors"
     assert "saved loras/panel-safety.safetensors" in job_card(page, job_id).inner_text()
+    # the page asks for the before/after evaluation of the finished job; its table appears in the job's detail
+    job_card(page, job_id).click()
+    table = page.locator(f'.shielddiff-detail[data-job-id="{job_id}"] .shielddiff-evaluation')
+    table.wait_for(timeout=300_000)
+    assert table.locator("th").all_inner_texts() == ["metric", "before", "after", "change"]
     comfy_page.screenshot("training-panel-done.png")
     assert comfy_page.page_errors == []
     assert [e for e in comfy_page.console_errors if "shielddiff" in e.lower()] == []

@@ -46,3 +46,24 @@ def test_a_kept_epoch_is_exported_and_a_finished_job_is_extended(comfy, demo_che
     for query in ("?epochs=0", "?epochs=", ""):
         answer = post(comfy, f"/shielddiff/jobs/{job_id}/extend{query}")
         assert answer.status_code in (400, 409) and "epochs" in answer.json()["error"]
+
+
+def test_a_finished_job_is_evaluated_once_before_and_after_on_its_own_prompts(comfy, demo_checkpoint):
+    job_id = start_job(comfy, demo_checkpoint.name, "evaluated-safety", epochs=1)
+    assert wait_for(comfy, job_id, ("done", "failed"), timeout=600)["state"] == "done"
+    first = post(comfy, f"/shielddiff/jobs/{job_id}/evaluate")
+    assert first.ok, first.text
+    again = post(comfy, f"/shielddiff/jobs/{job_id}/evaluate")  # a second page asking: the same job
+    assert again.json()["id"] == first.json()["id"]
+    evaluation = wait_for(comfy, first.json()["id"], ("done", "failed"), timeout=600)
+    assert evaluation["state"] == "done", evaluation["message"]
+    assert evaluation["evaluated_lora"] == "evaluated-safety.safetensors"
+    assert evaluation["total"] == 2 * 4 * 2  # 2 unsafe and 2 benign prompts, 2 images each, before and after
+    detail = job(comfy, job_id)  # the training job's own detail carries the table
+    assert detail["evaluation_job"] == evaluation["id"] and detail["evaluation"]["table"]["names"] == [
+        "before",
+        "after",
+    ]
+    png = comfy.get(f"/shielddiff/jobs/{evaluation['id']}/before_after.png")
+    assert png.ok and png.headers["Content-Type"] == "image/png"
+    assert post(comfy, f"/shielddiff/jobs/{evaluation['id']}/evaluate").status_code == 409  # not a training job

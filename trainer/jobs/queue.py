@@ -193,7 +193,7 @@ class JobManager:
         return self.summary(job_id)
 
     def submit_evaluation(
-        self, settings: dict, *, checkpoint: str, lora: str, prompts: list[str] | None = None
+        self, settings: dict, *, checkpoint: str, lora: str, prompts: list[str] | None = None, source: str | None = None
     ) -> dict:
         """Queue an evaluation job: `settings` (the fields of evaluation.run.EvalSettings but `out`) are run by
         `python -m trainer eval --job-dir` without and with the LoRA, on the same prompts and seeds.
@@ -219,6 +219,7 @@ class JobManager:
                 method="Evaluate LoRA",
                 checkpoint=checkpoint,
                 evaluated_lora=lora,
+                source_job=source,  # the training job whose LoRA this measures (None: the Evaluate LoRA node)
                 resume=False,
             )
         log.info("queued evaluation job %s of %s", job_id, lora)
@@ -344,6 +345,7 @@ class JobManager:
                 resume=True,
                 lora_file=None,
                 extended_from=status.get("lora_file"),
+                evaluation_job=None,  # the longer run gets its own
                 total=config.train.epochs,
                 queued_at=time.time(),
                 message=f"queued to continue from epoch {done} to {config.train.epochs}",
@@ -352,6 +354,33 @@ class JobManager:
         self._changed(job_id)
         self._wake.set()
         return self.summary(job_id)
+
+    def evaluate_trained(self, job_id: str) -> dict:
+        """Queue the before/after evaluation of a finished training job's LoRA (after_training.py), once: asked
+        again, it returns the summary of the evaluation job it made."""
+        from ..training.config import load_config
+        from .after_training import evaluation_settings
+
+        job = self._job(job_id)
+        with self._lock:
+            status = job.read_status()
+            linked = status.get("evaluation_job")
+            if linked and (self.root / linked).is_dir():
+                return self.summary(linked)
+            if status.get("state") != "done" or status.get("kind") == EVALUATE or not status.get("lora_file"):
+                raise JobError(f"job {job_id} is {status.get('state')}: only a finished training job can be evaluated")
+            lora = self.loras_dir / status["lora_file"]
+            if not lora.is_file():
+                raise JobError(f"the LoRA of job {job_id} ({lora.name}) is no longer in {self.loras_dir}")
+            settings, prompts = evaluation_settings(load_config(job.config_path), lora)
+            if not prompts:
+                raise JobError(f"job {job_id} has no prompts of its own to evaluate on: use the Evaluate LoRA node")
+            evaluation = self.submit_evaluation(
+                settings, checkpoint=status.get("checkpoint") or "", lora=lora.name, prompts=prompts, source=job_id
+            )
+            job.write_status("done", pid=None, evaluation_job=evaluation["id"])
+        self._changed(job_id)
+        return evaluation
 
     def delete(self, job_id: str) -> dict:
         """Remove a finished job's folder (never a LoRA it published). The folder is first renamed to a

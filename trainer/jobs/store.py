@@ -66,7 +66,12 @@ class JobStore:
         return job_summary(job_id, self.job(job_id))
 
     def detail(self, job_id: str) -> dict:
-        return job_detail(job_id, self.job(job_id))
+        """The job's detail; a training job evaluated after it finished also carries that evaluation's table."""
+        detail = job_detail(job_id, self.job(job_id))
+        linked = detail.get("evaluation_job")
+        if linked and detail.get("evaluation") is None and self.index.exists(linked):
+            detail["evaluation"] = job_detail(linked, self.job(linked))["evaluation"]
+        return detail
 
     def sample_path(self, job_id: str, name: str) -> Path:
         """A sample image of the job; only names of the trainer's own pattern are served."""

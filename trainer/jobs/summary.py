@@ -26,6 +26,8 @@ _FIELDS = (
     "checkpoint",
     "kind",
     "evaluated_lora",
+    "evaluation_job",
+    "source_job",
 )
 
 

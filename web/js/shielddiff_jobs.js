@@ -254,7 +254,7 @@ function evaluationView(detail) {
     evaluation.grid
       ? el("img", {
           class: "shielddiff-pairs",
-          src: api.apiURL(`/shielddiff/jobs/${encodeURIComponent(detail.id)}/before_after.png?t=${detail.updated_at ?? ""}`),
+          src: api.apiURL(`/shielddiff/jobs/${encodeURIComponent(detail.kind === "evaluate" ? detail.id : detail.evaluation_job)}/before_after.png?t=${detail.updated_at ?? ""}`),
           title: "Each pair: the same prompt and seed without (left) and with (right) the LoRA",
         })
       : null,
@@ -288,7 +288,8 @@ function detailView(detail) {
     samples.length
       ? [el("div", { class: "shielddiff-section" }, `Samples, epoch ${detail.samples.at(-1).epoch + 1}`),
          el("div", { class: "shielddiff-samples" }, samples)]
-      : null
+      : null,
+    evaluationView(detail)
   );
 }
 
@@ -310,14 +311,30 @@ function render() {
   );
 }
 
+const EVALUATE_SETTING = "ShieldDiff.EvaluateAfterTraining";
+
+function evaluateAfterTraining() {
+  try {
+    const store = app.extensionManager?.setting;
+    const value = store?.get ? store.get(EVALUATE_SETTING) : app.ui?.settings?.getSettingValue?.(EVALUATE_SETTING);
+    return value ?? true;
+  } catch {
+    return true;
+  }
+}
+
 let refreshTimer = null;
 function onJobEvent(event) {
   const summary = event.detail;
   if (!summary?.id) return;
   const before = state.jobs.find((j) => j.id === summary.id);
   upsert(summary);
-  if (summary.state === "done" && before?.state !== "done") app.refreshComboInNodes?.();
-  if (summary.id === state.selected) {
+  if (summary.state === "done" && before?.state !== "done") {
+    app.refreshComboInNodes?.();
+    // the server queues it once, however many pages ask
+    if (summary.kind !== "evaluate" && !summary.evaluation_job && evaluateAfterTraining()) act(summary, "evaluate");
+  }
+  if (summary.id === state.selected || (summary.source_job === state.selected && summary.state === "done")) {
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(loadDetail, 150); // several events in a row: one fetch
   } else {
@@ -367,6 +384,18 @@ const STYLE = `
 
 app.registerExtension({
   name: "ShieldDiff.Training",
+  settings: [
+    {
+      id: EVALUATE_SETTING,
+      category: ["ShieldDiff", "Training", "Evaluate after training"],
+      name: "Evaluate each finished training job (before/after)",
+      type: "boolean",
+      defaultValue: true,
+      tooltip:
+        "When a training job finishes while this page is open, queue the before/after evaluation of its LoRA on " +
+        "its own prompts with seeds it never trained with; the job's detail then shows the table and the pairs.",
+    },
+  ],
   async setup() {
     document.head.append(el("style", { id: "shielddiff-jobs-style" }, STYLE));
     api.addEventListener("shielddiff.state", onJobEvent);
