@@ -104,3 +104,30 @@ def test_panel_shows_older_jobs_on_demand_and_deletes_a_finished_one(comfy_page,
     oldest.wait_for(state="detached", timeout=15_000)
     assert not (root / ids[0]).exists() and (root / ids[1]).exists()
     assert comfy_page.page_errors == []
+
+
+def test_the_train_node_on_the_canvas_shows_its_job_s_progress_to_the_end(comfy_page, comfy, demo_checkpoint):
+    comfy_page.eval(
+        """async (ckpt) => {
+            app.graph.clear();
+            const settings = LiteGraph.createNode("ShieldDiffRLSettings");
+            const train = LiteGraph.createNode("ShieldDiffTrainSafetyLora");
+            app.graph.add(settings);
+            app.graph.add(train);
+            settings.connect(0, train, train.findInputSlot("settings"));
+            const set = (node, name, value) => { node.widgets.find((w) => w.name === name).value = value; };
+            for (const [name, value] of Object.entries({ checkpoint: ckpt, epochs: 2, resolution: 64, steps: 2,
+                batches_per_epoch: 1, train_batch_size: 2, lora_name: "node-progress" })) set(train, name, value);
+            for (const [name, value] of Object.entries({ unsafe_prompts: "a nude person", benign_prompts: "a cat",
+                sample_batch_size: 2 })) set(settings, name, value);
+            const prompt = await app.graphToPrompt();
+            return (await app.api.queuePrompt(0, prompt)).prompt_id;
+        }""",
+        demo_checkpoint.name,
+    )
+    train = "app.graph.nodes.find((n) => n.type === 'ShieldDiffTrainSafetyLora')"
+    comfy_page.page.wait_for_function(f"() => ({train})?.shielddiffJobState === 'done'", timeout=300_000)
+    assert "running" in comfy_page.eval(f"() => ({train}).shielddiffJobStates")  # it was shown while it trained
+    text = comfy_page.eval(f"() => ({train}).shielddiffResult")
+    assert "epoch 2 of 2" in text and "saved loras/node-progress.safetensors" in text
+    assert comfy_page.page_errors == []

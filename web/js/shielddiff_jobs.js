@@ -313,6 +313,21 @@ function render() {
 
 const EVALUATE_SETTING = "ShieldDiff.EvaluateAfterTraining";
 
+// The node that queued a job (its result text names the job) shows the job's progress too.
+function showOnNodes(summary) {
+  for (const node of app.graph?.nodes ?? []) {
+    if (!node.shielddiffResult?.includes(summary.id)) continue;
+    const widget = node.widgets?.find((w) => w.name === "shielddiff_result");
+    const eta = summary.state === "running" && finite(summary.eta_s) ? ` · ETA ${duration(summary.eta_s)}` : "";
+    const text = `job ${summary.id}: ${summary.state} · ${progressText(summary)}${eta}\n${summary.message ?? ""}`;
+    node.shielddiffResult = text;
+    node.shielddiffJobState = summary.state;
+    node.shielddiffJobStates = [...new Set([...(node.shielddiffJobStates ?? []), summary.state])];
+    if (widget) widget.value = text;
+    node.setDirtyCanvas?.(true, true);
+  }
+}
+
 function evaluateAfterTraining() {
   try {
     const store = app.extensionManager?.setting;
@@ -329,6 +344,7 @@ function onJobEvent(event) {
   if (!summary?.id) return;
   const before = state.jobs.find((j) => j.id === summary.id);
   upsert(summary);
+  showOnNodes(summary);
   if (summary.state === "done" && before?.state !== "done") {
     app.refreshComboInNodes?.();
     // the server queues it once, however many pages ask
