@@ -28,10 +28,11 @@ MAX_ARCHIVE_BYTES = 2_000_000  # code, docs and the 76 KB shape classifier; a mo
 def test_node_id_follows_the_registry_rule():
     # The registry: under 100 characters; letters, digits, '-', '_', '.'; no two special characters in a
     # row; starting with a letter. Lowercase too: ids compare case-insensitively, and this one is the
-    # folder name under custom_nodes.
+    # folder name under custom_nodes of a registry install. Its advice: no "ComfyUI" in the id.
     name = PROJECT["name"]
     assert len(name) < 100
     assert re.fullmatch(r"[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)*", name), name
+    assert "comfyui" not in name.lower()
 
 
 def test_version_is_semantic_and_the_trainer_s():
