@@ -14,7 +14,7 @@ EXAMPLE = REPO / "example_workflows" / "txt2img_with_nudity_score.json"
 # dispatch, shadowed by the gate, is shadowed once more here) and as the frontend's listeners get them,
 # then queue the example, small (256x256 latents, 3 steps), with or without its Nudity Score node, with a
 # seed of its own (a repeated run would come from ComfyUI's cache, without previews).
-QUEUE = """async ({ graph, score, seed }) => {
+QUEUE = """async ({ graph, score, seed, checkpoint }) => {
     Object.assign(window, { __raw: [], __seen: [], __done: false });
     const gated = app.api.dispatchCustomEvent;
     app.api.dispatchCustomEvent = function (type, detail) {
@@ -31,6 +31,7 @@ QUEUE = """async ({ graph, score, seed }) => {
     for (const node of [...app.graph.nodes]) {
         if (node.type === "EmptyLatentImage") { set(node, "width", 256); set(node, "height", 256); }
         if (node.type === "KSampler") { set(node, "steps", 3); set(node, "seed", seed); }
+        if (node.type === "CheckpointLoaderSimple") set(node, "ckpt_name", checkpoint);  // the example names SD1.5
         if (node.type === "ShieldDiffNudityScore" && !score) app.graph.remove(node);
     }
     const { prompt_id } = await app.api.queuePrompt(0, await app.graphToPrompt());
@@ -73,8 +74,9 @@ def comfy(comfyui_dir, demo_checkpoint, tmp_path_factory):
         server.stop()
 
 
-def run(comfy_page, comfy, score: bool, seed: int) -> dict:
-    prompt_id = comfy_page.eval(QUEUE, {"graph": json.loads(EXAMPLE.read_text()), "score": score, "seed": seed})
+def run(comfy_page, comfy, score: bool, seed: int, checkpoint: str) -> dict:
+    graph = json.loads(EXAMPLE.read_text())
+    prompt_id = comfy_page.eval(QUEUE, {"graph": graph, "score": score, "seed": seed, "checkpoint": checkpoint})
     comfy.run_status(comfy.wait(prompt_id, timeout=600))
     comfy_page.page.wait_for_function("() => window.__done", timeout=60_000)
     got = comfy_page.eval(SEEN)
@@ -82,17 +84,17 @@ def run(comfy_page, comfy, score: bool, seed: int) -> dict:
     return got
 
 
-def test_sampler_previews_are_untouched_with_the_gate_off(comfy_page, comfy):
-    got = run(comfy_page, comfy, score=True, seed=1)
+def test_sampler_previews_are_untouched_with_the_gate_off(comfy_page, comfy, demo_checkpoint):
+    got = run(comfy_page, comfy, score=True, seed=1, checkpoint=demo_checkpoint.name)
     previews = [e for e in got["seen"] if e != "verdict"]
     assert len(previews) == len(got["raw"]) and all(e["raw"] for e in previews), got
 
 
 @pytest.mark.parametrize("score", [False, True], ids=["no-verdict", "safe-verdict"])
-def test_sampler_previews_are_blurred_until_a_safe_verdict(comfy_page, comfy, score):
+def test_sampler_previews_are_blurred_until_a_safe_verdict(comfy_page, comfy, score, demo_checkpoint):
     comfy_page.set_setting(SETTING, True)
     try:
-        got = run(comfy_page, comfy, score=score, seed=2 + score)
+        got = run(comfy_page, comfy, score=score, seed=2 + score, checkpoint=demo_checkpoint.name)
     finally:
         comfy_page.set_setting(SETTING, False)
     seen = got["seen"]
