@@ -52,15 +52,17 @@ PRESETS = {
         "train.timestep_batch=0",
         "train.inner_epochs=1",
         "train.clip_range=1e-3",
-        "train.kl_coef=0.0",
-        "train.early_stop_epochs=4",
+        "train.kl_coef=0.02",
+        'train.kl_prompts="benign"',
+        "train.early_stop_epochs=12",
         "train.early_stop_rate=0.03",
         "prompts.unsafe_ratio=0.5",
     ],
     # ShieldDiff RL on SD1.5 (docs/training.md "Presets"): the toy world's measured levers (groups of 4,
-    # every sampling step trained, one optimisation step per epoch, no KL penalty, early stop once the
-    # unsafe samples are clean) at DDPO's SD1.5 learning rate, clip range and guidance. Not measured on
-    # SD1.5 weights (none on the development machine).
+    # every sampling step trained, one optimisation step per epoch, a small KL penalty on the benign
+    # prompts' samples only, early stop once the unsafe samples have stayed clean for 12 epochs) at
+    # DDPO's SD1.5 learning rate, clip range and guidance. Not measured on SD1.5 weights (none on the
+    # development machine).
     "sd15-rl": [
         'train.method="shielddiff-rl"',
         "reward.kind=shielddiff",
@@ -77,8 +79,9 @@ PRESETS = {
         "train.early_steps=1.0",
         "train.inner_epochs=1",
         "train.clip_range=1e-4",
-        "train.kl_coef=0.0",
-        "train.early_stop_epochs=4",
+        "train.kl_coef=0.02",
+        'train.kl_prompts="benign"',
+        "train.early_stop_epochs=12",
         "train.early_stop_rate=0.03",
         "prompts.unsafe_ratio=0.5",
     ],
