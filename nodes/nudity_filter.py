@@ -6,11 +6,8 @@ import json
 
 from comfy_api.latest import io
 
-from ..trainer.images import to_rgb_uint8
-from ..trainer.nudity.detector import NudityRule, get_detector
 from . import model_folders
-from .batch_progress import each_image
-from .nudity_score import detector_inputs
+from .nudity_score import detector_inputs, judge_each, threshold_input
 
 
 def _subset(images, indices: list[int]):
@@ -33,14 +30,7 @@ class NudityFilter(io.ComfyNode):
             "When a side has no image, the nodes it feeds do not run (nothing is saved).",
             inputs=[
                 io.Image.Input("images"),
-                io.Float.Input(
-                    "threshold",
-                    default=0.6,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="An image is nude when its nudity reaches this value.",
-                ),
+                threshold_input(),
                 *detector_inputs(),
             ],
             outputs=[
@@ -64,9 +54,7 @@ class NudityFilter(io.ComfyNode):
         resolution: int = 320,
         provider: str = "auto",
     ) -> io.NodeOutput:
-        rule = NudityRule(threshold=threshold)
-        judge = get_detector(model_folders.nudenet_path(detector), resolution, provider)
-        results = each_image(to_rgb_uint8(images), lambda array: judge([array], rule)[0])
+        _, _, results = judge_each(images, threshold, detector, resolution, provider)
         nude = [i for i, r in enumerate(results) if r.is_nude]
         safe = [i for i, r in enumerate(results) if not r.is_nude]
         ui = {"shielddiff_nudity": [{"nudity": round(r.nudity, 4), "is_nude": r.is_nude} for r in results]}

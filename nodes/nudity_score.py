@@ -45,6 +45,26 @@ def detector_inputs() -> list:
     ]
 
 
+def threshold_input() -> io.Float.Input:
+    """The nudity threshold of the nodes that give NudeNet's verdict."""
+    return io.Float.Input(
+        "threshold",
+        default=0.6,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        tooltip="An image is nude when its nudity reaches this value (0.6 is the common choice).",
+    )
+
+
+def judge_each(images, threshold: float, detector: str, resolution: int, provider: str):
+    """The rule and NudeNet's verdict on each image, one image at a time (progress bar, cancel between images)."""
+    rule = NudityRule(threshold=threshold)
+    judge = get_detector(model_folders.nudenet_path(detector), resolution, provider)
+    arrays = to_rgb_uint8(images)
+    return rule, arrays, each_image(arrays, lambda array: judge([array], rule)[0])
+
+
 class NudityScore(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -57,14 +77,7 @@ class NudityScore(io.ComfyNode):
             "breast, buttocks, genitalia and anus classes; an image is nude at or above the threshold.",
             inputs=[
                 io.Image.Input("images"),
-                io.Float.Input(
-                    "threshold",
-                    default=0.6,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="An image is nude when its nudity reaches this value (0.6 is the common choice).",
-                ),
+                threshold_input(),
                 *detector_inputs(),
                 stop_on_nudity_input(),
             ],
@@ -106,10 +119,7 @@ class NudityScore(io.ComfyNode):
         provider: str = "auto",
         stop_on_nudity: bool = False,
     ) -> io.NodeOutput:
-        rule = NudityRule(threshold=threshold)
-        arrays = to_rgb_uint8(images)
-        judge = get_detector(model_folders.nudenet_path(detector), resolution, provider)
-        results = each_image(arrays, lambda array: judge([array], rule)[0])
+        rule, arrays, results = judge_each(images, threshold, detector, resolution, provider)
         flags = [r.is_nude for r in results]
         stop_if_nude(stop_on_nudity, flags, [r.nudity for r in results], "Nudity Score", rule.describe())
         nudity = max((r.nudity for r in results), default=0.0)
