@@ -39,6 +39,7 @@ PRESETS = {
         'train.method="shielddiff-rl"',
         "reward.kind=toy-red",
         "reward.w_align=2.0",
+        "reward.red_margin=0.05",
         "sample.steps=10",
         "sample.guidance=7.5",
         "sample.batch_size=16",
